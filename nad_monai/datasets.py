@@ -1,0 +1,220 @@
+"""2D training/evaluation slices from NIfTI datalists, Br35H-style image folders and DICOM series.
+
+Every source goes through MONAI's ``LoadImage`` readers (NibabelReader, PILReader,
+PydicomReader), is normalised by ``nad_monai.intensity.unit_range`` and becomes a list of items
+
+    {"image": tensor (1, H, W) float32 in [0, 1], "id": "<file>#axis<a>:<k>", "subject": str}
+
+that a MONAI ``CacheDataset`` turns into a dataset (``slice_dataset``). ``id`` is unique and stable,
+so the deterministic noise mode (``seed_key="id"``) gives the same noisy set on every run.
+Volumes are reoriented to RAS first, so ``axis`` 0, 1, 2 mean sagittal, coronal, axial.
+Unusable input raises ``InputError`` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import torch
+from monai.data import CacheDataset, MetaTensor, NibabelReader, PILReader, PydicomReader, load_decathlon_datalist
+from monai.transforms import LoadImage, Orientation, Transform
+
+from .errors import InputError
+from .intensity import unit_range
+
+SOURCES = ("nifti", "folder", "dicom")
+"""Values of ``source`` accepted by ``slice_items`` and ``slice_dataset``."""
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FOREGROUND_THRESHOLD = 0.1
+"""A pixel is foreground when its normalised intensity exceeds this."""
+
+_READERS = {"nifti": (NibabelReader, "NIfTI"), "folder": (PILReader, "PNG/JPEG"), "dicom": (PydicomReader, "DICOM")}
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, as PIL's "L" conversion
+
+
+def load_image(path: str | os.PathLike, source: str) -> MetaTensor:
+    """Load a file (or a DICOM series folder) channel-first with MONAI's reader for ``source``.
+
+    Args:
+        path: NIfTI file, PNG/JPEG file, or DICOM file or series folder.
+        source: one of ``SOURCES``; picks the reader.
+
+    Returns:
+        MetaTensor ``(C, *spatial)`` in the file's own intensity units, affine in RAS.
+
+    Raises:
+        InputError: the path does not exist or cannot be read as that format.
+    """
+    reader, kind = _READERS[source]
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    try:
+        with warnings.catch_warnings():  # readers warn about optional GPU decoders and odd headers
+            warnings.simplefilter("ignore")
+            # a reader given at call time is the only one tried (no fallback chain of other readers)
+            return LoadImage(image_only=True, ensure_channel_first=True)(str(path), reader=reader())
+    except Exception as err:  # every reader failure becomes one line naming the file
+        raise InputError(path, f"not a readable {kind} image ({type(err).__name__}: {err})") from None
+
+
+def _normalised(img: torch.Tensor, path: Path) -> torch.Tensor:
+    try:
+        return unit_range(img)
+    except ValueError as err:
+        raise InputError(path, str(err)) from None
+
+
+def foreground_fraction(img: torch.Tensor, threshold: float = FOREGROUND_THRESHOLD) -> float:
+    """Fraction of pixels of a [0, 1] image brighter than ``threshold``."""
+    return float((img > threshold).float().mean())
+
+
+def volume_slices(
+    volume: torch.Tensor, name: str, subject: str, axis: int = 2, min_foreground: float = 0.15
+) -> list[dict]:
+    """Cut a normalised volume ``(1, X, Y, Z)`` into 2D slice items along spatial ``axis``.
+
+    Slices whose ``foreground_fraction`` is below ``min_foreground`` (mostly background) are skipped.
+    A 2D input ``(1, H, W)`` is one slice.
+    """
+    if volume.ndim == 3:
+        slices = [(0, volume)]
+    else:
+        slices = list(enumerate(torch.unbind(volume, dim=axis + 1)))
+    return [
+        {"image": torch.as_tensor(s).float().contiguous(), "id": f"{name}#axis{axis}:{k:04d}", "subject": subject}
+        for k, s in slices
+        if foreground_fraction(s) >= min_foreground
+    ]
+
+
+def _load_volume(path: Path, source: str) -> torch.Tensor:
+    img = load_image(path, source)
+    if img.ndim == 4:
+        img = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(img)
+    elif img.ndim != 3:
+        raise InputError(path, f"expected a 2D or 3D image, got shape {tuple(img.shape[1:])}")
+    return _normalised(img, path)
+
+
+def nifti_slices(datalist: str | os.PathLike, split: str = "training", axis: int = 2, min_foreground: float = 0.15) -> list[dict]:
+    """Slices of every volume in one split of a MONAI decathlon-format datalist of NIfTI files.
+
+    Args:
+        datalist: JSON file with ``training``/``validation``/``test`` lists of ``{"image": path}``
+            (paths relative to the JSON's folder); an optional ``subject`` names the person.
+        split: which list to read.
+        axis: RAS axis to slice along (0 sagittal, 1 coronal, 2 axial).
+        min_foreground: skip slices with a smaller fraction of foreground pixels.
+    """
+    datalist = Path(datalist)
+    if not datalist.is_file():
+        raise InputError(datalist, "no such datalist file")
+    try:
+        entries = load_decathlon_datalist(datalist, is_segmentation=False, data_list_key=split)
+    except (ValueError, KeyError, OSError) as err:
+        raise InputError(datalist, f"not a decathlon datalist with a '{split}' list ({err})") from None
+    items = []
+    for entry in entries:
+        path = Path(entry["image"])
+        if not path.name.endswith(NIFTI_SUFFIXES):
+            raise InputError(path, f"expected a NIfTI file ({', '.join(NIFTI_SUFFIXES)})")
+        volume = _load_volume(path, "nifti")
+        items += volume_slices(volume, path.name, entry.get("subject", path.name), axis, min_foreground)
+    return items
+
+
+def image_folder_slices(folder: str | os.PathLike) -> list[dict]:
+    """Grey [0, 1] slices from a folder of PNG/JPEG images, flat or in subfolders (Br35H: ``yes/``, ``no/``).
+
+    Colour images are converted to grey with ITU-R BT.601 luma weights (alpha dropped), then
+    normalised like every other source. Each image counts as its own subject.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(folder, f"no images found (expected {', '.join(IMAGE_SUFFIXES)} files, flat or in subfolders)")
+    items = []
+    for path in files:
+        img = load_image(path, "folder")
+        if img.shape[0] >= 3:
+            img = sum(w * img[c : c + 1] for c, w in enumerate(_LUMA))
+        name = path.relative_to(folder).as_posix()
+        items.append({"image": _normalised(torch.as_tensor(img), path).float(), "id": name, "subject": name})
+    return items
+
+
+def dicom_series_slices(folder: str | os.PathLike, axis: int = 2, min_foreground: float = 0.15) -> list[dict]:
+    """Slices of one DICOM series: a folder of one-file-per-slice (or multi-frame) DICOM files.
+
+    Raises ``InputError`` for an empty folder, a folder with no DICOM files, or several series.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if not files:
+        raise InputError(folder, "empty folder: no DICOM files")
+    series = set()
+    for path in files:
+        try:
+            series.add(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).SeriesInstanceUID)
+        except Exception as err:
+            raise InputError(path, f"not a readable DICOM file ({type(err).__name__}: {err})") from None
+    if len(series) > 1:
+        raise InputError(folder, f"holds {len(series)} DICOM series; point to a folder with one series")
+    volume = _load_volume(folder, "dicom")
+    return volume_slices(volume, folder.name, folder.name, axis, min_foreground)
+
+
+def slice_items(
+    source: str, path: str | os.PathLike, split: str = "training", axis: int = 2, min_foreground: float = 0.15
+) -> list[dict]:
+    """Slice items from any source: ``"nifti"`` (datalist JSON), ``"folder"`` (PNG/JPEG) or ``"dicom"`` (series).
+
+    ``split`` applies to datalists only; ``axis`` and ``min_foreground`` to volumes only.
+    """
+    if source == "nifti":
+        return nifti_slices(path, split, axis, min_foreground)
+    if source == "folder":
+        return image_folder_slices(path)
+    if source == "dicom":
+        return dicom_series_slices(path, axis, min_foreground)
+    raise ValueError(f"unknown data source {source!r}, expected one of {SOURCES}")
+
+
+def slice_dataset(
+    source: str,
+    path: str | os.PathLike,
+    transform: Transform | None = None,
+    split: str = "training",
+    axis: int = 2,
+    min_foreground: float = 0.15,
+    num_workers: int | None = 1,
+) -> CacheDataset:
+    """A MONAI ``CacheDataset`` of ``slice_items``: deterministic transforms cached, random ones per epoch."""
+    items = slice_items(source, path, split, axis, min_foreground)
+    return CacheDataset(items, transform=transform, cache_rate=1.0, num_workers=num_workers, progress=False)
+
+
+__all__ = [
+    "FOREGROUND_THRESHOLD",
+    "SOURCES",
+    "dicom_series_slices",
+    "foreground_fraction",
+    "image_folder_slices",
+    "load_image",
+    "nifti_slices",
+    "slice_dataset",
+    "slice_items",
+    "volume_slices",
+]

@@ -1,0 +1,59 @@
+"""Custom MONAI transforms of nad-monai: exact Gaussian, Rician, speckle and mixed noise corruption.
+
+Importable from the repository root and installed with the project, so bundle configs can use
+``"$import transforms"`` and ``"_target_": "transforms.RandRicianCorruptiond"``.
+"""
+
+from .array import (
+    NOISE_MODELS,
+    RandGaussianCorruption,
+    RandMixedCorruption,
+    RandNoiseCorruption,
+    RandRicianCorruption,
+    RandSpeckleCorruption,
+    corrupt,
+)
+from .dictionary import (
+    RandGaussianCorruptionD,
+    RandGaussianCorruptiond,
+    RandGaussianCorruptionDict,
+    RandMixedCorruptionD,
+    RandMixedCorruptiond,
+    RandMixedCorruptionDict,
+    RandNoiseCorruptionD,
+    RandNoiseCorruptiond,
+    RandNoiseCorruptionDict,
+    RandRicianCorruptionD,
+    RandRicianCorruptiond,
+    RandRicianCorruptionDict,
+    RandSpeckleCorruptionD,
+    RandSpeckleCorruptiond,
+    RandSpeckleCorruptionDict,
+    item_seed,
+)
+
+__all__ = [
+    "NOISE_MODELS",
+    "RandGaussianCorruption",
+    "RandGaussianCorruptionD",
+    "RandGaussianCorruptiond",
+    "RandGaussianCorruptionDict",
+    "RandMixedCorruption",
+    "RandMixedCorruptionD",
+    "RandMixedCorruptiond",
+    "RandMixedCorruptionDict",
+    "RandNoiseCorruption",
+    "RandNoiseCorruptionD",
+    "RandNoiseCorruptiond",
+    "RandNoiseCorruptionDict",
+    "RandRicianCorruption",
+    "RandRicianCorruptionD",
+    "RandRicianCorruptiond",
+    "RandRicianCorruptionDict",
+    "RandSpeckleCorruption",
+    "RandSpeckleCorruptionD",
+    "RandSpeckleCorruptiond",
+    "RandSpeckleCorruptionDict",
+    "corrupt",
+    "item_seed",
+]
