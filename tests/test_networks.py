@@ -1,0 +1,136 @@
+"""UnrolledPeronaMalik: shapes, stability by construction, gradients everywhere, size, and that it learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEVICES, load_volume
+from nad_monai.diffusion import max_step
+from nad_monai.losses import DenoisingLoss
+from nad_monai.metrics import denoising_metrics
+from nad_monai.networks import NETWORKS, UnrolledPeronaMalik, estimate_noise_sigma, get_network
+from transforms import RandRicianCorruption
+
+CONFIGS = [
+    {},
+    {"neighbours": 4, "steps": 4},
+    {"shared": True},
+    {"guidance_channels": 0},
+    {"refinement": False},
+    {"noise_level_input": False},
+]
+
+
+def perturbed(net: torch.nn.Module, seed: int = 0, scale: float = 0.5) -> torch.nn.Module:
+    """Random weights far from the initialisation, to test guarantees that must hold for any weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return net
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS)
+@pytest.mark.parametrize("size", [(64, 64), (67, 45), (5, 3)])
+def test_any_size_in_gives_the_same_size_out(kwargs, size):
+    net = UnrolledPeronaMalik(**kwargs).eval()
+    x = torch.rand(2, 1, *size)
+    with torch.no_grad():
+        y, details = net(x, return_details=True)
+    assert y.shape == x.shape
+    assert len(details["gates"]) == net.steps and len(details["states"]) == net.steps + 1
+    for gates in details["gates"]:
+        assert gates.shape == (2, net.neighbours, *size) and gates.min() >= 0 and gates.max() <= 1
+    assert torch.all(details["step_sizes"] > 0) and torch.all(details["step_sizes"] < max_step(net.neighbours))
+
+
+@pytest.mark.parametrize("neighbours", [4, 8])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed):
+    net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False), seed, scale=2.0).eval()
+    with torch.no_grad():
+        net.step_logits.fill_(20.0)  # lam_k at its bound
+    x = (torch.as_tensor(colin_slice)[None] + 0.2 * torch.randn(1, 1, *colin_slice.shape[1:])).clamp(0, 1)
+    with torch.no_grad():
+        y = net(x)
+    assert y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5
+
+
+def test_constant_image_is_a_fixed_point_of_the_pure_network():
+    net = perturbed(UnrolledPeronaMalik(refinement=False)).eval()
+    x = torch.full((1, 1, 40, 30), 0.42)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), x, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"shared": True}, {"neighbours": 4}])
+def test_gradients_reach_every_parameter_including_guidance(kwargs, colin_slice):
+    net = UnrolledPeronaMalik(**kwargs)
+    clean = torch.as_tensor(colin_slice)[None, :, 40:104, 40:104]
+    x = clean + 0.1 * torch.randn_like(clean)
+    DenoisingLoss()(net(x), clean).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert any(name.startswith("guidance.") for name, _ in net.named_parameters())
+
+
+def test_default_network_is_small():
+    params = sum(p.numel() for p in UnrolledPeronaMalik().parameters())
+    assert params <= 100_000, params
+
+
+def test_registry_builds_by_name():
+    assert set(NETWORKS) == {"unrolled_pm"}
+    net = get_network("unrolled_pm", steps=3, neighbours=4)
+    assert isinstance(net, UnrolledPeronaMalik) and net.steps == 3
+    with pytest.raises(ValueError, match="unknown network"):
+        get_network("dncnn")
+
+
+@pytest.mark.parametrize("s", [0.05, 0.1, 0.2])
+def test_noise_level_estimate_on_real_slices(colin_slice, s):
+    clean = torch.as_tensor(colin_slice)[None]
+    x = clean + s * torch.randn_like(clean)
+    assert abs(estimate_noise_sigma(x).item() - s) < 0.15 * s
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_runs_on_each_device(device):
+    net = UnrolledPeronaMalik().to(device).eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 33, 35, device=device)).device.type == device
+
+
+def test_short_training_on_real_noisy_slices_lowers_loss_and_beats_the_noisy_input():
+    torch.manual_seed(0)
+    mni = torch.as_tensor(load_volume("mni152_2009a_t1.nii.gz"))  # a training person: 64x64 crops
+    train = torch.stack(
+        [mni[None, 40 + dx : 104 + dx, 50 + dy : 114 + dy, k] for k in range(60, 130, 5) for dx in (0, 64) for dy in (0, 64)]
+    )
+    colin = torch.as_tensor(load_volume("colin27_t1.nii.gz"))  # the test person
+    test_clean = torch.stack([colin[None, 25:153, 40:168, k] for k in (70, 90, 110)])
+    noise = RandRicianCorruption(sigma=0.1)
+    noise.set_random_state(seed=0)
+    test_noisy = torch.stack([noise(img) for img in test_clean])
+
+    net = UnrolledPeronaMalik(steps=4)
+    loss_fn, opt = DenoisingLoss(), torch.optim.Adam(net.parameters(), lr=5e-3)
+    with torch.no_grad():
+        test_loss_before = loss_fn(net(test_noisy), test_clean).item()
+    losses = []
+    for _ in range(30):
+        batch = train[torch.randint(len(train), (8,))]
+        loss = loss_fn(net(torch.stack([noise(img) for img in batch])), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-6:]) < 0.85 * np.mean(losses[:6])
+    psnr = denoising_metrics()["psnr"]
+    with torch.no_grad():
+        denoised = net(test_noisy)
+        assert loss_fn(denoised, test_clean).item() < test_loss_before
+        gain = (psnr(denoised, test_clean) - psnr(test_noisy, test_clean)).mean().item()
+    assert gain > 2.0, f"PSNR gain {gain:.2f} dB"
