@@ -2,7 +2,7 @@
 
 from .diffusion import ClassicalDiffusion
 from .errors import InputError
-from .intensity import UPPER_PERCENTILE, unit_range
+from .intensity import UPPER_PERCENTILE, unit_range, unit_range_bounds
 from .losses import DenoisingLoss
 from .metrics import EdgeMSEMetric, denoising_metrics, metric_handlers
 from .networks import NETWORKS, UnrolledPeronaMalik, get_network
@@ -22,4 +22,5 @@ __all__ = [
     "get_network",
     "metric_handlers",
     "unit_range",
+    "unit_range_bounds",
 ]

@@ -13,6 +13,7 @@ Unusable input raises ``InputError`` with a one-line message naming the file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -36,6 +37,8 @@ FOREGROUND_THRESHOLD = 0.1
 
 _READERS = {"nifti": (NibabelReader, "NIfTI"), "folder": (PILReader, "PNG/JPEG"), "dicom": (PydicomReader, "DICOM")}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, as PIL's "L" conversion
+FOLDER_SPLITS = {"training": (0, 80), "validation": (80, 90), "test": (90, 100)}
+"""Split of an image folder by a hash of each file's relative path: percent buckets [low, high)."""
 
 
 def load_image(path: str | os.PathLike, source: str) -> MetaTensor:
@@ -109,12 +112,15 @@ def nifti_slices(datalist: str | os.PathLike, split: str = "training", axis: int
 
     Args:
         datalist: JSON file with ``training``/``validation``/``test`` lists of ``{"image": path}``
-            (paths relative to the JSON's folder); an optional ``subject`` names the person.
+            (paths relative to the JSON's folder), or a folder holding ``datalist.json``; an
+            optional ``subject`` names the person.
         split: which list to read.
         axis: RAS axis to slice along (0 sagittal, 1 coronal, 2 axial).
         min_foreground: skip slices with a smaller fraction of foreground pixels.
     """
     datalist = Path(datalist)
+    if datalist.is_dir():
+        datalist = datalist / "datalist.json"
     if not datalist.is_file():
         raise InputError(datalist, "no such datalist file")
     try:
@@ -131,18 +137,34 @@ def nifti_slices(datalist: str | os.PathLike, split: str = "training", axis: int
     return items
 
 
-def image_folder_slices(folder: str | os.PathLike) -> list[dict]:
+def _folder_bucket(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") % 100
+
+
+def image_folder_slices(folder: str | os.PathLike, split: str | None = None) -> list[dict]:
     """Grey [0, 1] slices from a folder of PNG/JPEG images, flat or in subfolders (Br35H: ``yes/``, ``no/``).
 
     Colour images are converted to grey with ITU-R BT.601 luma weights (alpha dropped), then
     normalised like every other source. Each image counts as its own subject.
+
+    Args:
+        folder: the image folder.
+        split: None for every image, or ``"training"``/``"validation"``/``"test"`` for a fixed
+            80/10/10 split by a hash of each file's relative path (the same on every run).
     """
+    if split is not None and split not in FOLDER_SPLITS:
+        raise ValueError(f"split must be one of {sorted(FOLDER_SPLITS)} or None, got {split!r}")
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a folder")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise InputError(folder, f"no images found (expected {', '.join(IMAGE_SUFFIXES)} files, flat or in subfolders)")
+    if split is not None:
+        low, high = FOLDER_SPLITS[split]
+        files = [p for p in files if low <= _folder_bucket(p.relative_to(folder).as_posix()) < high]
+        if not files:
+            raise InputError(folder, f"no images fall in the '{split}' split (80/10/10 by file name); add images")
     items = []
     for path in files:
         img = load_image(path, "folder")
@@ -179,14 +201,16 @@ def dicom_series_slices(folder: str | os.PathLike, axis: int = 2, min_foreground
 def slice_items(
     source: str, path: str | os.PathLike, split: str = "training", axis: int = 2, min_foreground: float = 0.15
 ) -> list[dict]:
-    """Slice items from any source: ``"nifti"`` (datalist JSON), ``"folder"`` (PNG/JPEG) or ``"dicom"`` (series).
+    """Slice items from any source: ``"nifti"`` (datalist JSON or its folder), ``"folder"`` (PNG/JPEG) or ``"dicom"`` (series).
 
-    ``split`` applies to datalists only; ``axis`` and ``min_foreground`` to volumes only.
+    ``split`` picks a datalist list, or an image folder's hash split (``FOLDER_SPLITS``); a DICOM
+    series is one person, so it is used whole (give validation its own series). ``axis`` and
+    ``min_foreground`` apply to volumes only.
     """
     if source == "nifti":
         return nifti_slices(path, split, axis, min_foreground)
     if source == "folder":
-        return image_folder_slices(path)
+        return image_folder_slices(path, split)
     if source == "dicom":
         return dicom_series_slices(path, axis, min_foreground)
     raise ValueError(f"unknown data source {source!r}, expected one of {SOURCES}")
@@ -207,6 +231,7 @@ def slice_dataset(
 
 
 __all__ = [
+    "FOLDER_SPLITS",
     "FOREGROUND_THRESHOLD",
     "SOURCES",
     "dicom_series_slices",

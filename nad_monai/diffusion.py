@@ -49,21 +49,24 @@ def max_step(neighbours: int) -> float:
 
 
 def neighbour_differences(u: torch.Tensor, neighbours: int = 4) -> torch.Tensor:
-    """Differences to each neighbour, ``d_i = u(p + e_i) - u(p)``, with replicate padding.
+    """Differences to each neighbour in ``OFFSETS`` order, ``d_i = u(p + e_i) - u(p)``, replicate padding.
 
     Args:
         u: images ``(N, 1, H, W)``.
         neighbours: 4 (N, S, E, W) or 8 (plus NE, NW, SE, SW).
 
     Returns:
-        ``(N, neighbours, H, W)``, same dtype and device.
+        ``(N, neighbours, H, W)``, same dtype and device. TorchScript-compatible.
     """
-    _check_neighbours(neighbours)
-    if u.ndim != 4 or u.shape[1] != 1:
-        raise ValueError(f"expected images of shape (N, 1, H, W), got {tuple(u.shape)}")
-    h, w = u.shape[-2:]
-    padded = F.pad(u, (1, 1, 1, 1), mode="replicate")
-    shifted = [padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in OFFSETS[neighbours]]
+    if neighbours != 4 and neighbours != 8:
+        raise ValueError("neighbours must be 4 or 8")
+    if u.dim() != 4 or u.size(1) != 1:
+        raise ValueError("expected images of shape (N, 1, H, W)")
+    h, w = u.size(2), u.size(3)
+    p = F.pad(u, [1, 1, 1, 1], mode="replicate")  # p[1 + i, 1 + j] = u[i, j]
+    shifted = [p[:, :, 0:h, 1 : w + 1], p[:, :, 2 : h + 2, 1 : w + 1], p[:, :, 1 : h + 1, 2 : w + 2], p[:, :, 1 : h + 1, 0:w]]
+    if neighbours == 8:
+        shifted += [p[:, :, 0:h, 2 : w + 2], p[:, :, 0:h, 0:w], p[:, :, 2 : h + 2, 2 : w + 2], p[:, :, 2 : h + 2, 0:w]]
     return torch.cat(shifted, dim=1) - u
 
 
@@ -105,8 +108,13 @@ def diffusion_step(u: torch.Tensor, gates: torch.Tensor, lam: float | torch.Tens
     """
     if differences is None:
         differences = neighbour_differences(u, gates.shape[1])
-    weights = direction_weights(gates.shape[1]).to(u).view(1, -1, 1, 1)
-    return u + lam * (weights * gates * differences).sum(dim=1, keepdim=True)
+    lam = torch.as_tensor(lam, dtype=u.dtype, device=u.device)
+    return weighted_step(u, gates * differences, direction_weights(gates.shape[1]).to(u), lam)
+
+
+def weighted_step(u: torch.Tensor, fluxes: torch.Tensor, weights: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """``u + lam * sum_i w_i * flux_i`` for fluxes ``c_i d_i`` ``(N, n, H, W)`` and weights ``(n,)``; TorchScript-compatible."""
+    return u + lam * (weights.view(1, -1, 1, 1) * fluxes).sum(dim=1, keepdim=True)
 
 
 class ClassicalDiffusion(nn.Module):

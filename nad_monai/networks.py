@@ -6,13 +6,17 @@ U-Net and the noise level::
 
     g      = GuidanceUNet([x, sigma])                          # once, trained end to end
     u_0    = x
-    c_k    = sigmoid(ConductionNet_k([d(u_k), g, sigma]))      # (N, n, H, W), gates in [0, 1]
+    c_k    = sigmoid(ConductionNet_k([d(u_k) / sigma, g, sigma]))  # (N, n, H, W), gates in [0, 1]
     u_k+1  = u_k + lam_k * sum_i w_i c_k,i d_i(u_k)            # lam_k = max_step(n) * sigmoid(a_k)
     y      = u_K + Refinement([u_K, x, g])                     # optional
 
 Because every gate is in [0, 1] and ``lam_k <= max_step(n)`` by construction, the diffusion part
 obeys the maximum principle for any weights; only the optional refinement can leave the input's
 range.
+
+The conduction net sees the neighbour differences in units of the noise level (``d / sigma``,
+like the classical threshold ``K`` proportional to the noise), so one set of weights serves every
+noise level: small relative differences are noise to smooth, large ones are edges to keep.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diffusion import OFFSETS, diffusion_step, max_step, neighbour_differences
+from .diffusion import OFFSETS, direction_weights, max_step, neighbour_differences, weighted_step
+
+
+NOISE_FLOOR = 0.01
+"""Added to the noise level before dividing differences by it (intensity units), so clean images stay finite."""
 
 
 def estimate_noise_sigma(x: torch.Tensor) -> torch.Tensor:
@@ -36,11 +44,11 @@ def estimate_noise_sigma(x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(N,)`` noise standard deviations in intensity units.
     """
-    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    h, w = x.size(-2) // 2 * 2, x.size(-1) // 2 * 2
     if h == 0 or w == 0:
-        raise ValueError(f"images must be at least 2x2 to estimate noise, got {tuple(x.shape[-2:])}")
-    a, b = x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]
-    c, d = x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]
+        raise ValueError("images must be at least 2x2 to estimate noise")
+    a, b = x[:, :, 0:h:2, 0:w:2], x[:, :, 0:h:2, 1:w:2]
+    c, d = x[:, :, 1:h:2, 0:w:2], x[:, :, 1:h:2, 1:w:2]
     hh = (a - b - c + d) / 2
     return hh.abs().flatten(1).median(dim=1).values / 0.6745
 
@@ -65,27 +73,30 @@ class GuidanceUNet(nn.Module):
         self.head = nn.Conv2d(f0, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+        h, w = x.size(2), x.size(3)
+        x = F.pad(x, [0, w % 2, 0, h % 2], mode="replicate")
         skip = self.encode(x)
         deep = self.bottom(F.max_pool2d(skip, 2))
-        up = F.interpolate(deep, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        up = F.interpolate(deep, size=[skip.size(2), skip.size(3)], mode="bilinear", align_corners=False)
         out = torch.sigmoid(self.head(self.decode(torch.cat([skip, up], dim=1))))
-        return out[..., :h, :w]
+        return out[:, :, :h, :w]
 
 
 class ConductionNet(nn.Module):
-    """Gates in [0, 1] per pixel and direction from ``[differences, guidance, noise level]``.
+    """Gates in [0, 1] per pixel and direction from ``[differences / sigma, guidance, noise level]``.
 
-    Input ``(N, in_channels, H, W)``; output ``(N, neighbours, H, W)`` after a sigmoid.
+    Input ``(N, in_channels, H, W)``; output ``(N, neighbours, H, W)`` after a sigmoid. The last
+    bias starts at ``initial_logit`` (gates ~0.12 for -2), so an untrained network diffuses
+    gently and training opens the gates where smoothing pays.
     """
 
-    def __init__(self, in_channels: int, neighbours: int, features: tuple[int, int] = (32, 16)):
+    def __init__(self, in_channels: int, neighbours: int, features: tuple[int, int] = (32, 16), initial_logit: float = -2.0):
         super().__init__()
         f0, f1 = features
         self.net = nn.Sequential(
             _conv(in_channels, f0), nn.LeakyReLU(0.1), _conv(f0, f1), nn.LeakyReLU(0.1), nn.Conv2d(f1, neighbours, 1)
         )
+        nn.init.constant_(self.net[-1].bias, initial_logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(x))
@@ -119,17 +130,18 @@ class UnrolledPeronaMalik(nn.Module):
         conduction_features: widths of the conduction net's two hidden layers.
         refinement: add the residual refinement after the PDE loop.
         noise_level_input: feed the noise level (given, or estimated by ``estimate_noise_sigma``)
-            to the guidance and conduction nets as a constant channel.
+            to the guidance and conduction nets, and scale the differences by it.
         step_fraction: initial ``lam_k / max_step(neighbours)``, in (0, 1).
 
-    Input ``(N, 1, H, W)`` of any H, W, intensities in [0, 1]; output the same shape. Without
-    refinement the output stays within each image's [min, max].
+    ``forward`` maps ``(N, 1, H, W)`` of any H, W, intensities in [0, 1], to the same shape;
+    ``inspect`` also returns the gates and intermediate states. Without refinement the output
+    stays within each image's [min, max]. The module can be scripted with TorchScript.
 
     Example::
 
         >>> net = UnrolledPeronaMalik(steps=8, neighbours=8)
         >>> denoised = net(noisy)                       # (N, 1, H, W)
-        >>> denoised, details = net(noisy, return_details=True)
+        >>> denoised, details = net.inspect(noisy)
         >>> details["gates"][0].shape                   # (N, 8, H, W) gates of step 0
     """
 
@@ -152,57 +164,68 @@ class UnrolledPeronaMalik(nn.Module):
             raise ValueError(f"need steps >= 1 and 0 < step_fraction < 1, got {steps}, {step_fraction}")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input = noise_level_input
+        self.max_step = max_step(neighbours)
+        self.noise_floor = NOISE_FLOOR
         level = int(noise_level_input)
         self.guidance = GuidanceUNet(1 + level, guidance_channels, guidance_features) if guidance_channels else None
         conduction_in = neighbours + guidance_channels + level
-        self.conduction = nn.ModuleList(
-            ConductionNet(conduction_in, neighbours, conduction_features) for _ in range(1 if shared else steps)
-        )
+        if shared:  # the same module at every step: its parameters are counted and trained once
+            self.conduction = nn.ModuleList([ConductionNet(conduction_in, neighbours, conduction_features)] * steps)
+        else:
+            self.conduction = nn.ModuleList(ConductionNet(conduction_in, neighbours, conduction_features) for _ in range(steps))
         logit = torch.logit(torch.tensor(step_fraction))
         self.step_logits = nn.Parameter(torch.full((steps,), float(logit)))
         self.refinement = Refinement(2 + guidance_channels) if refinement else None
+        self.register_buffer("weights", direction_weights(neighbours), persistent=False)
 
     def step_sizes(self) -> torch.Tensor:
         """``lam_k`` of every step, ``(K,)``, each in (0, max_step(neighbours))."""
-        return max_step(self.neighbours) * torch.sigmoid(self.step_logits)
+        return self.max_step * torch.sigmoid(self.step_logits)
 
-    def forward(
-        self, x: torch.Tensor, sigma: torch.Tensor | None = None, return_details: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor | list[torch.Tensor]]]:
-        """Denoise ``x`` ``(N, 1, H, W)``.
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoise ``x`` ``(N, 1, H, W)`` in [0, 1]; ``sigma`` ``(N,)`` is the noise level, estimated if None."""
+        return self._diffuse(x, sigma, False)[0]
 
-        Args:
-            x: noisy images in [0, 1].
-            sigma: noise level per image ``(N,)`` (intensity units); estimated if None and used.
-            return_details: also return ``{"gates": K x (N, n, H, W), "states": (K + 1) x
-                (N, 1, H, W), "step_sizes": (K,), "guidance": (N, G, H, W) or None, "sigma": (N,)}``.
-        """
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(f"expected images of shape (N, 1, H, W), got {tuple(x.shape)}")
-        context = []
+    @torch.jit.unused
+    def inspect(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """Denoise and return ``(y, details)`` with ``details`` = ``{"gates": K x (N, n, H, W),
+        "states": (K + 1) x (N, 1, H, W), "step_sizes": (K,), "guidance": (N, G, H, W) or None,
+        "sigma": (N,) or None}``."""
+        y, gates, states, guidance, sigma = self._diffuse(x, sigma, True)
+        return y, {"gates": gates, "states": states, "step_sizes": self.step_sizes().detach(), "guidance": guidance, "sigma": sigma}
+
+    def _diffuse(
+        self, x: torch.Tensor, sigma: torch.Tensor | None, keep: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
+        if x.dim() != 4 or x.size(1) != 1:
+            raise ValueError("expected images of shape (N, 1, H, W)")
+        context: list[torch.Tensor] = []
+        scale = torch.ones_like(x[:, :, :1, :1])
         if self.noise_level_input:
             if sigma is None:
                 sigma = estimate_noise_sigma(x)
-            context.append(sigma.to(x).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:]))
+            level = sigma.to(x).view(-1, 1, 1, 1)
+            scale = 1.0 / (level + self.noise_floor)
+            context.append(level.expand(-1, 1, x.size(2), x.size(3)))
+        guidance: torch.Tensor | None = None
         if self.guidance is not None:
-            guidance = self.guidance(torch.cat([x, *context], dim=1))
+            guidance = self.guidance(torch.cat([x] + context, dim=1))
             context.insert(0, guidance)
-        else:
-            guidance = None
         lams = self.step_sizes()
-        u, gates, states = x, [], [x]
-        for k in range(self.steps):
+        u = x
+        gates: list[torch.Tensor] = []
+        states: list[torch.Tensor] = [x]
+        for k, conduction in enumerate(self.conduction):
             d = neighbour_differences(u, self.neighbours)
-            c = self.conduction[0 if self.shared else k](torch.cat([d, *context], dim=1))
-            u = diffusion_step(u, c, lams[k], d)
-            if return_details:
+            c = conduction(torch.cat([d * scale] + context, dim=1))
+            u = weighted_step(u, c * d, self.weights, lams[k])
+            if keep:
                 gates.append(c)
                 states.append(u)
         if self.refinement is not None:
-            u = u + self.refinement(torch.cat([u, x] + ([guidance] if guidance is not None else []), dim=1))
-        if not return_details:
-            return u
-        return u, {"gates": gates, "states": states, "step_sizes": lams.detach(), "guidance": guidance, "sigma": sigma}
+            extra = [u, x] if guidance is None else [u, x, guidance]
+            u = u + self.refinement(torch.cat(extra, dim=1))
+        return u, gates, states, guidance, None if sigma is None else sigma.view(-1)
 
 
 NETWORKS: dict[str, type[nn.Module]] = {"unrolled_pm": UnrolledPeronaMalik}

@@ -38,7 +38,7 @@ def test_any_size_in_gives_the_same_size_out(kwargs, size):
     net = UnrolledPeronaMalik(**kwargs).eval()
     x = torch.rand(2, 1, *size)
     with torch.no_grad():
-        y, details = net(x, return_details=True)
+        y, details = net.inspect(x)
     assert y.shape == x.shape
     assert len(details["gates"]) == net.steps and len(details["states"]) == net.steps + 1
     for gates in details["gates"]:

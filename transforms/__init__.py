@@ -1,4 +1,4 @@
-"""Custom MONAI transforms of nad-monai: exact Gaussian, Rician, speckle and mixed noise corruption.
+"""Custom MONAI transforms of nad-monai: exact noise corruption and invertible intensity normalisation.
 
 Importable from the repository root and installed with the project, so bundle configs can use
 ``"$import transforms"`` and ``"_target_": "transforms.RandRicianCorruptiond"``.
@@ -31,6 +31,7 @@ from .dictionary import (
     RandSpeckleCorruptionDict,
     item_seed,
 )
+from .intensity import UnitRange, UnitRanged, UnitRangeD, UnitRangeDict
 
 __all__ = [
     "NOISE_MODELS",
@@ -54,6 +55,10 @@ __all__ = [
     "RandSpeckleCorruptionD",
     "RandSpeckleCorruptiond",
     "RandSpeckleCorruptionDict",
+    "UnitRange",
+    "UnitRangeD",
+    "UnitRangeDict",
+    "UnitRanged",
     "corrupt",
     "item_seed",
 ]

@@ -1,0 +1,151 @@
+"""Ignite handlers for the bundle workflows: gradient clipping, the baseline comparison, figures."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from ignite.engine import Engine, Events  # noqa: E402
+from monai.engines import IterationEvents  # noqa: E402
+
+from .baselines import rician_bias_correction, tune  # noqa: E402
+from .metrics import denoising_metrics  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+class GradientClipping:
+    """Clip the global gradient norm of the trainer's network to ``max_norm`` before every optimizer step.
+
+    Attached to MONAI's ``IterationEvents.BACKWARD_COMPLETED`` (fired between ``backward`` and
+    ``step``); with AMP it unscales the gradients first, so the norm is in true units.
+    """
+
+    def __init__(self, max_norm: float = 1.0):
+        self.max_norm = max_norm
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if getattr(engine, "scaler", None) is not None:
+            engine.scaler.unscale_(engine.optimizer)
+        torch.nn.utils.clip_grad_norm_(engine.network.parameters(), self.max_norm)
+
+
+def _psnr(pred: torch.Tensor, clean: torch.Tensor) -> float:
+    return denoising_metrics()["psnr"](pred.clamp(0, 1), clean).mean().item()
+
+
+class BaselineComparison:
+    """At the end of training, print how the best checkpoint compares with tuned classical PM and TV.
+
+    Runs over the validator's data (deterministic noise, so the same images for every method):
+    the network with the weights of ``model_file`` (the best validation PSNR) and Perona-Malik and
+    TV, each tuned on that same data by grid search (which favours the baselines). Rician items
+    are bias-corrected for the baselines. The result goes to the log (the bundle's logging.conf
+    prints it) as the run's final lines.
+
+    Args:
+        validator: the MONAI evaluator whose ``data_loader`` holds the validation batches, whose
+            items carry ``noise_model`` and ``noise_sigma``.
+        model_file: checkpoint of the best model (state dict); the current weights if missing.
+    """
+
+    def __init__(self, validator: Engine, model_file: str | os.PathLike):
+        self.validator = validator
+        self.model_file = Path(model_file)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        net, device = self.validator.network, self.validator.state.device
+        net = getattr(net, "module", net)  # unwrap DistributedDataParallel
+        if self.model_file.is_file():
+            net.load_state_dict(torch.load(self.model_file, map_location=device, weights_only=True))
+        net.eval()
+        noisy, clean, sigmas, ours = [], [], [], []
+        with torch.no_grad():
+            for batch in self.validator.data_loader:
+                x, y = batch["image"].to(device), batch["label"].to(device)
+                noisy.append(x.cpu())
+                clean.append(y.cpu())
+                rician = batch["noise_model"][0] == "rician"
+                sigmas.append(float(batch["noise_sigma"][0]) if rician else None)
+                ours.append(_psnr(net(x).cpu(), y.cpu()))
+        results = {"unrolled Perona-Malik (ours)": (float(np.mean(ours)), "best checkpoint")}
+        for method, label in (("perona_malik", "classical Perona-Malik"), ("tv", "TV (Chambolle)")):
+            params, value = tune(method, noisy, clean, _psnr, correct=sigmas)
+            results[label] = (value, ", ".join(f"{k}={v}" for k, v in params.items()))
+        lines = [f"validation PSNR on {len(noisy)} slices (dB):"]
+        lines += [f"  {name:32s} {value:6.2f}  ({how})" for name, (value, how) in results.items()]
+        best_baseline = max(v for name, (v, _) in results.items() if "ours" not in name)
+        margin = results["unrolled Perona-Malik (ours)"][0] - best_baseline
+        lines.append(f"  ours {'beats' if margin > 0 else 'does NOT beat'} the best tuned baseline by {margin:+.2f} dB")
+        for line in lines:
+            logger.info(line)
+
+
+class DenoisingFigures:
+    """Save a PNG for ``n_images`` evaluation slices spread evenly over the run: clean, noisy, denoised, gates, error.
+
+    The gate map is the mean gate over directions and steps (1 = free diffusion, 0 = edge kept),
+    from ``network.inspect(image)``; the error map is ``|denoised - clean|``.
+    Batches must carry ``id``, ``noise_model`` and ``noise_sigma`` (see ``transforms.RandNoiseCorruptiond``).
+
+    Args:
+        output_dir: folder for ``<id>.png`` files (created if needed).
+        n_images: how many slices to draw (the first slice of evenly spaced batches).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, n_images: int = 4):
+        self.output_dir = Path(output_dir)
+        self.n_images = n_images
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def chosen(self, epoch_length: int) -> set[int]:
+        """Iterations (1-based) to draw: ``n_images`` evenly spaced inside the epoch."""
+        return {int(round(v)) for v in np.linspace(1, epoch_length, self.n_images + 2)[1:-1]}
+
+    def __call__(self, engine: Engine) -> None:
+        if engine.state.iteration not in self.chosen(engine.state.epoch_length):
+            return
+        batch, device = engine.state.batch, engine.state.device
+        x, y = batch["image"][:1].to(device), batch["label"][:1].to(device)
+        net = getattr(engine.network, "module", engine.network)
+        with torch.no_grad():
+            pred, details = net.inspect(x)
+        pred = pred.clamp(0, 1)
+        psnr = denoising_metrics()["psnr"]
+        panels = {
+            "clean": y[0, 0],
+            f"noisy ({batch['noise_model'][0]}, s={float(batch['noise_sigma'][0]):.2f}), {psnr(x, y).item():.1f} dB": x[0, 0],
+            f"denoised, {psnr(pred, y).item():.1f} dB": pred[0, 0],
+            "mean gate (1 = diffuse)": torch.stack(details["gates"]).mean(dim=(0, 2))[0],
+            "|denoised - clean|": (pred[0, 0] - y[0, 0]).abs(),
+        }
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
+        for ax, (title, img) in zip(axes, panels.items()):
+            error = title.startswith("|")
+            im = ax.imshow(np.rot90(img.float().cpu().numpy()), cmap="magma" if error else "gray", vmin=0, vmax=0.2 if error else 1.0)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        fig.colorbar(im, ax=axes[-1], fraction=0.046)
+        item = str(batch["id"][0])
+        fig.suptitle(item, fontsize=9)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in item)
+        tmp = self.output_dir / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        tmp.replace(self.output_dir / f"{name}.png")
