@@ -120,8 +120,10 @@ class DenoisingFigures:
     def __call__(self, engine: Engine) -> None:
         if engine.state.iteration not in self.chosen(engine.state.epoch_length):
             return
-        batch, device = engine.state.batch, engine.state.device
-        x, y = batch["image"][:1].to(device), batch["label"][:1].to(device)
+        batch = engine.state.batch  # MONAI evaluators decollate: a list of per-item dicts
+        item = batch[0] if isinstance(batch, list) else {k: v[0] for k, v in batch.items()}
+        device = engine.state.device
+        x, y = item["image"][None].to(device), item["label"][None].to(device)
         net = getattr(engine.network, "module", engine.network)
         with torch.no_grad():
             pred, details = net.inspect(x)
@@ -129,22 +131,22 @@ class DenoisingFigures:
         psnr = denoising_metrics()["psnr"]
         panels = {
             "clean": y[0, 0],
-            f"noisy ({batch['noise_model'][0]}, s={float(batch['noise_sigma'][0]):.2f}), {psnr(x, y).item():.1f} dB": x[0, 0],
+            f"noisy ({item['noise_model']}, s={float(item['noise_sigma']):.2f}), {psnr(x, y).item():.1f} dB": x[0, 0],
             f"denoised, {psnr(pred, y).item():.1f} dB": pred[0, 0],
             "mean gate (1 = diffuse)": torch.stack(details["gates"]).mean(dim=(0, 2))[0],
             "|denoised - clean|": (pred[0, 0] - y[0, 0]).abs(),
         }
         fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
         for ax, (title, img) in zip(axes, panels.items()):
-            error = title.startswith("|")
-            im = ax.imshow(np.rot90(img.float().cpu().numpy()), cmap="magma" if error else "gray", vmin=0, vmax=0.2 if error else 1.0)
+            cmap, vmax = ("magma", 0.2) if title.startswith("|") else ("viridis", 1.0) if "gate" in title else ("gray", 1.0)
+            im = ax.imshow(np.rot90(img.float().cpu().numpy()), cmap=cmap, vmin=0, vmax=vmax)
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-        fig.colorbar(im, ax=axes[-1], fraction=0.046)
-        item = str(batch["id"][0])
-        fig.suptitle(item, fontsize=9)
+            if cmap != "gray":
+                fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.suptitle(str(item["id"]), fontsize=9)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in item)
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(item["id"]))
         tmp = self.output_dir / f".{name}.tmp.png"
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
         plt.close(fig)
