@@ -75,12 +75,13 @@ class BaselineComparison:
         noisy, clean, sigmas, ours = [], [], [], []
         with torch.no_grad():
             for batch in self.validator.data_loader:
-                x, y = batch["image"].to(device), batch["label"].to(device)
-                noisy.append(x.cpu())
-                clean.append(y.cpu())
-                rician = batch["noise_model"][0] == "rician"
-                sigmas.append(float(batch["noise_sigma"][0]) if rician else None)
-                ours.append(_psnr(net(x).cpu(), y.cpu()))
+                for i in range(len(batch["image"])):  # one slice at a time: sizes and noise models differ
+                    x, y = batch["image"][i : i + 1], batch["label"][i : i + 1]
+                    noisy.append(x)
+                    clean.append(y)
+                    rician = batch["noise_model"][i] == "rician"
+                    sigmas.append(float(batch["noise_sigma"][i]) if rician else None)
+                    ours.append(_psnr(net(x.to(device)).cpu(), y))
         results = {"unrolled Perona-Malik (ours)": (float(np.mean(ours)), "best checkpoint")}
         for method, label in (("perona_malik", "classical Perona-Malik"), ("tv", "TV (Chambolle)")):
             params, value = tune(method, noisy, clean, _psnr, correct=sigmas)

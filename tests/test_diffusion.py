@@ -9,6 +9,7 @@ from scipy.ndimage import gaussian_filter
 
 from conftest import DEVICES
 from nad_monai.diffusion import (
+    OFFSETS,
     ClassicalDiffusion,
     conductance,
     diffusion_step,
@@ -40,6 +41,16 @@ def test_differences_point_to_each_neighbour_with_zero_flux_borders(neighbours):
     if neighbours == 8:
         np.testing.assert_array_equal(d[0, 4, 1:, :-1], -4.0)  # north-east
     assert direction_weights(neighbours).sum() == (4 if neighbours == 4 else 6)
+
+
+@pytest.mark.parametrize("neighbours", [4, 8])
+def test_each_difference_channel_follows_the_offsets_table(colin_slice, neighbours):
+    u = torch.as_tensor(colin_slice)[None]
+    d = neighbour_differences(u, neighbours)
+    for i, (dy, dx) in enumerate(OFFSETS[neighbours]):
+        neighbour = torch.roll(u, shifts=(-dy, -dx), dims=(-2, -1))  # neighbour(p) = u(p + e_i)
+        torch.testing.assert_close(d[0, i, 1:-1, 1:-1], (neighbour - u)[0, 0, 1:-1, 1:-1], rtol=0, atol=1e-7)
+    assert direction_weights(neighbours).tolist() == [1.0 / (dy * dy + dx * dx) for dy, dx in OFFSETS[neighbours]]
 
 
 @pytest.mark.parametrize("neighbours", [4, 8])

@@ -40,8 +40,10 @@ class UnitRange(InvertibleTransform, Transform):
         out = (x - low) / (high - low)
         if self.clip:
             out = out.clamp(0.0, 1.0)
-        self.push_transform(out, extra_info={"low": low, "high": high})
-        return convert_to_dst_type(out, img, dtype=torch.float32)[0] if not isinstance(img, torch.Tensor) else out
+        self.push_transform(out, extra_info={"low": low, "high": high})  # recorded on MetaTensors only
+        if isinstance(img, torch.Tensor):
+            return out
+        return convert_to_dst_type(out, img, dtype=torch.float32)[0]  # numpy in, numpy out
 
     def inverse(self, data: torch.Tensor) -> torch.Tensor:
         """Map a [0, 1] image (or a prediction carrying this transform's record) back to the input units."""
