@@ -1,7 +1,7 @@
 """The unrolled Perona-Malik network and the name registry used by the bundle and the CLI.
 
-``UnrolledPeronaMalik`` runs K explicit diffusion steps (``nad_monai.diffusion.diffusion_step``)
-whose gates a small CNN predicts from the neighbour differences, context features of a guidance
+``UnrolledPeronaMalik`` runs K explicit diffusion steps (``nad_monai.diffusion.weighted_step``,
+the same update as the classical baselines' ``diffusion_step``) whose gates a small CNN predicts from the neighbour differences, context features of a guidance
 U-Net and the noise level::
 
     g      = GuidanceUNet([x, sigma])                          # once, trained end to end
@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffusion import OFFSETS, direction_weights, max_step, neighbour_differences, weighted_step
-
 
 NOISE_FLOOR = 0.01
 """Added to the noise level before dividing differences by it (intensity units), so clean images stay finite."""
