@@ -18,7 +18,6 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import torch
 from monai.data import CacheDataset, MetaTensor, NibabelReader, PILReader, PydicomReader, load_decathlon_datalist

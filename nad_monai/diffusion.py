@@ -58,7 +58,7 @@ def neighbour_differences(u: torch.Tensor, neighbours: int = 4) -> torch.Tensor:
     Returns:
         ``(N, neighbours, H, W)``, same dtype and device. TorchScript-compatible.
     """
-    if neighbours != 4 and neighbours != 8:
+    if neighbours != 4 and neighbours != 8:  # not _check_neighbours: TorchScript cannot read the OFFSETS dict
         raise ValueError("neighbours must be 4 or 8")
     if u.dim() != 4 or u.size(1) != 1:
         raise ValueError("expected images of shape (N, 1, H, W)")

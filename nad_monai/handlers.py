@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from ignite.engine import Engine, Events  # noqa: E402
 from monai.engines import IterationEvents  # noqa: E402
 
-from .baselines import rician_bias_correction, tune  # noqa: E402
+from .baselines import tune  # noqa: E402
 from .metrics import denoising_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -46,6 +46,6 @@ def unit_range(img: NdarrayOrTensor) -> NdarrayOrTensor:
     Raises:
         ValueError: if the image contains NaN/Inf or is constant (no range to normalise).
     """
-    low, high = unit_range_bounds(img)
     img = convert_to_dst_type(img, img, dtype=np.float32)[0]
+    low, high = unit_range_bounds(img)  # no second copy: img is float32 already
     return ((img - low) / (high - low)).clip(0.0, 1.0)

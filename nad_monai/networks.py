@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diffusion import OFFSETS, direction_weights, max_step, neighbour_differences, weighted_step
+from .diffusion import direction_weights, max_step, neighbour_differences, weighted_step
 
 NOISE_FLOOR = 0.01
 """Added to the noise level before dividing differences by it (intensity units), so clean images stay finite."""
@@ -157,13 +157,11 @@ class UnrolledPeronaMalik(nn.Module):
         step_fraction: float = 0.9,
     ):
         super().__init__()
-        if neighbours not in OFFSETS:
-            raise ValueError(f"neighbours must be 4 or 8, got {neighbours!r}")
+        self.max_step = max_step(neighbours)  # raises for anything but 4 or 8 neighbours
         if steps < 1 or not 0 < step_fraction < 1:
             raise ValueError(f"need steps >= 1 and 0 < step_fraction < 1, got {steps}, {step_fraction}")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input = noise_level_input
-        self.max_step = max_step(neighbours)
         self.noise_floor = NOISE_FLOOR
         level = int(noise_level_input)
         self.guidance = GuidanceUNet(1 + level, guidance_channels, guidance_features) if guidance_channels else None

@@ -35,8 +35,8 @@ class UnitRange(InvertibleTransform, Transform):
         self.clip = clip
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
-        low, high = unit_range_bounds(img)
         x = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
+        low, high = unit_range_bounds(x)
         out = (x - low) / (high - low)
         if self.clip:
             out = out.clamp(0.0, 1.0)
