@@ -1,4 +1,4 @@
-"""Ignite handlers for the bundle workflows: gradient clipping, the baseline comparison, figures."""
+"""Ignite handlers for the bundle workflows: crash-safe checkpoints, gradient clipping, the baseline comparison, figures."""
 
 from __future__ import annotations
 
@@ -13,12 +13,86 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from ignite.engine import Engine, Events  # noqa: E402
+from ignite.handlers import Checkpoint, DiskSaver  # noqa: E402
 from monai.engines import IterationEvents  # noqa: E402
 
 from .baselines import tune  # noqa: E402
 from .metrics import denoising_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+
+class _FixedNameDiskSaver(DiskSaver):
+    """Ignite's atomic ``DiskSaver`` that always writes ``filename``: each save replaces it in one rename."""
+
+    def __init__(self, dirname: str | os.PathLike, filename: str):
+        super().__init__(dirname, require_empty=False, atomic=True)
+        self.filename = filename
+
+    def __call__(self, checkpoint, filename, metadata=None) -> None:
+        super().__call__(checkpoint, self.filename, metadata)
+
+    def remove(self, filename: str) -> None:
+        """Nothing to delete: the next save replaces the file (deleting first would leave none if killed)."""
+
+
+class CrashSafeCheckpointSaver:
+    """Save training checkpoints, or the best model, so that a run killed at any moment leaves a loadable file.
+
+    MONAI's ``CheckpointSaver`` writes in place and deletes the old file before writing the new one;
+    a run killed mid-save leaves a truncated checkpoint that ``--resume`` then fails on. Here every
+    file is written to a temporary file in ``save_dir`` and renamed into place (ignite's atomic
+    ``DiskSaver``), at the end of every epoch of the engine it is attached to.
+
+    Args:
+        save_dir: folder of the checkpoints.
+        save_dict: objects with ``state_dict`` to save (DDP/DataParallel networks are unwrapped).
+        key_metric_filename: ``None``: resumable checkpoints ``<file_prefix>_epoch=<n>.pt`` after
+            every epoch, the newest ``n_saved`` kept (at least 2: ignite deletes the oldest before
+            writing the newest). A name (``"model.pt"``): the weights each time the engine's key
+            metric improves, always under that name.
+        file_prefix: name prefix of the resumable checkpoints.
+        n_saved: how many resumable checkpoints to keep.
+
+    ``state_dict``/``load_state_dict`` hold the best score so far, so a resumed run only replaces
+    the best model with a better one.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: dict,
+        key_metric_filename: str | None = None,
+        file_prefix: str = "checkpoint",
+        n_saved: int = 2,
+    ):
+        if key_metric_filename is None:
+            if n_saved < 2:
+                raise ValueError(f"n_saved={n_saved}: keep at least 2 checkpoints so one survives a kill mid-save")
+            self._checkpoint = Checkpoint(
+                save_dict,
+                DiskSaver(save_dir, require_empty=False, atomic=True),
+                filename_prefix=file_prefix,
+                filename_pattern="{filename_prefix}_epoch={global_step}.{ext}",
+                global_step_transform=lambda engine, event: engine.state.epoch,
+                n_saved=n_saved,
+            )
+        else:
+            self._checkpoint = Checkpoint(
+                save_dict,
+                _FixedNameDiskSaver(save_dir, key_metric_filename),
+                score_function=lambda engine: engine.state.metrics[engine.state.key_metric_name],
+                n_saved=1,
+            )
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._checkpoint)
+
+    def state_dict(self) -> dict:
+        return self._checkpoint.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._checkpoint.load_state_dict(state_dict)
 
 
 class GradientClipping:

@@ -80,7 +80,7 @@ def test_bundle_root_takes_the_first_of_several_config_files():
 
 def test_training_writes_checkpoints_logs_and_compares_with_baselines(trained):
     models = sorted(p.name for p in (trained / "models").iterdir())
-    assert models == ["checkpoint_checkpoint_epoch=1.pt", "model.pt"]
+    assert models == ["checkpoint_epoch=1.pt", "model.pt"]
     assert any(p.name.startswith("events.out.tfevents") for p in (trained / "runs").iterdir())
 
 
@@ -93,8 +93,9 @@ def test_training_from_another_directory(tmp_path):
 def test_checkpoints_load_with_weights_only_and_strictly(trained):
     state = torch.load(trained / "models" / "model.pt", weights_only=True)
     tiny_network().load_state_dict(state, strict=True)
-    checkpoint = torch.load(trained / "models" / "checkpoint_checkpoint_epoch=1.pt", weights_only=True)
-    assert set(checkpoint) == {"network", "optimizer", "lr_scheduler", "trainer"}
+    checkpoint = torch.load(trained / "models" / "checkpoint_epoch=1.pt", weights_only=True)
+    assert set(checkpoint) == {"network", "optimizer", "lr_scheduler", "trainer", "best_model"}
+    tiny_network().load_state_dict(checkpoint["network"], strict=True)
 
 
 def test_shipped_weights_load_strictly_into_the_bundle_network():
@@ -154,18 +155,17 @@ def test_resume_after_sigkill_keeps_optimizer_and_scheduler_state(tmp_path):
     args = ["run", "training", "--config_file", TRAIN, *tiny_overrides(tmp_path, epochs), "--val_interval", "100"]
     first = subprocess.Popen([sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.time() + 240
-    while not list((tmp_path / "models").glob("checkpoint_*epoch=2.pt")):
+    while not list((tmp_path / "models").glob("checkpoint_epoch=2.pt")):
         assert first.poll() is None and time.time() < deadline, "training ended or stalled before epoch 2"
         time.sleep(0.1)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    saved = sorted((tmp_path / "models").glob("checkpoint_*.pt"))
-    done = int(saved[-1].stem.rsplit("=", 1)[1])
+    done = max(int(p.stem.rsplit("=", 1)[1]) for p in (tmp_path / "models").glob("checkpoint_epoch=*.pt"))
     assert done < epochs, "killed too late to test resuming"
 
     resumed = bundle(*args, "--resume", "true")
     assert f"Epoch[{done + 1}]" in resumed.stdout and "Epoch[1] Complete" not in resumed.stdout
-    final = torch.load(tmp_path / "models" / f"checkpoint_checkpoint_epoch={epochs}.pt", weights_only=True)
+    final = torch.load(tmp_path / "models" / f"checkpoint_epoch={epochs}.pt", weights_only=True)
     iterations = final["trainer"]["iteration"]
     assert iterations == epochs * final["trainer"]["epoch_length"], "the resumed run finished every epoch"
     adam_steps = {int(s["step"]) for s in final["optimizer"]["state"].values()}
