@@ -1,7 +1,8 @@
 """2D training/evaluation slices from NIfTI datalists, Br35H-style image folders and DICOM series.
 
-Every source goes through MONAI's ``LoadImage`` readers (NibabelReader, PILReader,
-PydicomReader), is normalised by ``nad_monai.intensity.unit_range`` and becomes a list of items
+NIfTI and PNG/JPEG go through MONAI's ``LoadImage`` readers (NibabelReader, PILReader), DICOM
+through ``nad_monai.dicom.load_series`` (the one DICOM reader of the package, also used for
+inference); every image is normalised by ``nad_monai.intensity.unit_range`` and becomes a list of items
 
     {"image": tensor (1, H, W) float32 in [0, 1], "id": "<file>#axis<a>:<k>", "subject": str}
 
@@ -18,11 +19,12 @@ import os
 import warnings
 from pathlib import Path
 
-import pydicom
+import numpy as np
 import torch
-from monai.data import CacheDataset, MetaTensor, NibabelReader, PILReader, PydicomReader, load_decathlon_datalist
+from monai.data import CacheDataset, MetaTensor, NibabelReader, PILReader, load_decathlon_datalist
 from monai.transforms import LoadImage, Orientation, Transform
 
+from .dicom import load_series
 from .errors import InputError
 from .intensity import unit_range
 
@@ -34,18 +36,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FOREGROUND_THRESHOLD = 0.1
 """A pixel is foreground when its normalised intensity exceeds this."""
 
-_READERS = {"nifti": (NibabelReader, "NIfTI"), "folder": (PILReader, "PNG/JPEG"), "dicom": (PydicomReader, "DICOM")}
+_READERS = {"nifti": (NibabelReader, "NIfTI"), "folder": (PILReader, "PNG/JPEG")}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, as PIL's "L" conversion
 FOLDER_SPLITS = {"training": (0, 80), "validation": (80, 90), "test": (90, 100)}
 """Split of an image folder by a hash of each file's relative path: percent buckets [low, high)."""
 
 
 def load_image(path: str | os.PathLike, source: str) -> MetaTensor:
-    """Load a file (or a DICOM series folder) channel-first with MONAI's reader for ``source``.
+    """Load a NIfTI or PNG/JPEG file channel-first with MONAI's reader for ``source``.
 
     Args:
-        path: NIfTI file, PNG/JPEG file, or DICOM file or series folder.
-        source: one of ``SOURCES``; picks the reader.
+        path: NIfTI file or PNG/JPEG file (DICOM: ``nad_monai.dicom.load_series``).
+        source: ``"nifti"`` or ``"folder"``; picks the reader.
 
     Returns:
         MetaTensor ``(C, *spatial)`` in the file's own intensity units, affine in RAS.
@@ -53,6 +55,8 @@ def load_image(path: str | os.PathLike, source: str) -> MetaTensor:
     Raises:
         InputError: the path does not exist or cannot be read as that format.
     """
+    if source not in _READERS:
+        raise ValueError(f"load_image reads {sorted(_READERS)}, not {source!r}; DICOM is read by nad_monai.dicom.load_series")
     reader, kind = _READERS[source]
     path = Path(path)
     if not path.exists():
@@ -175,25 +179,24 @@ def image_folder_slices(folder: str | os.PathLike, split: str | None = None) -> 
 
 
 def dicom_series_slices(folder: str | os.PathLike, axis: int = 2, min_foreground: float = 0.15) -> list[dict]:
-    """Slices of one DICOM series: a folder of one-file-per-slice (or multi-frame) DICOM files.
+    """Slices of one DICOM series, read by ``nad_monai.dicom.load_series`` (its rules for folders apply).
 
-    Raises ``InputError`` for an empty folder, a folder with no DICOM files, or several series.
+    ``folder`` is a series folder (one file per slice, or one multi-frame file) or one DICOM file.
+    The volume is reoriented to RAS from its DICOM geometry and cut along ``axis``; a single image
+    is one slice. Training needs an unambiguous input, so a folder holding several image series is
+    an ``InputError`` here (``load_series`` would pick one).
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, "not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    if not files:
-        raise InputError(folder, "empty folder: no DICOM files")
-    series = set()
-    for path in files:
-        try:
-            series.add(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).SeriesInstanceUID)
-        except Exception as err:
-            raise InputError(path, f"not a readable DICOM file ({type(err).__name__}: {err})") from None
-    if len(series) > 1:
-        raise InputError(folder, f"holds {len(series)} DICOM series; point to a folder with one series")
-    volume = _load_volume(folder, "dicom")
+    series = load_series(folder)
+    if len(series.series_found) > 1:
+        raise InputError(folder, f"holds {len(series.series_found)} DICOM series; point to a folder with one series")
+    if series.volume.shape[0] == 1:
+        image = torch.from_numpy(series.volume)  # (1, rows, cols): one 2D slice
+    else:
+        ras_from_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+        image = MetaTensor(torch.from_numpy(series.volume)[None], affine=torch.as_tensor(ras_from_lps @ series.affine))
+        image = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(image).as_tensor()
+    volume = _normalised(image, folder)
     return volume_slices(volume, folder.name, folder.name, axis, min_foreground)
 
 

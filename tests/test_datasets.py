@@ -15,6 +15,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from conftest import DATA, DATALIST, load_volume
+from dicom_fixtures import real_values, write_classic, write_enhanced
 from nad_monai import InputError, unit_range
 from nad_monai.datasets import (
     dicom_series_slices,
@@ -131,6 +132,24 @@ def test_dicom_series_slices_follow_slice_positions(tmp_path):
     expected = unit_range(stack.astype(np.float32))
     for item, ref in zip(items, expected):  # in-plane flips do not change the sorted values
         np.testing.assert_allclose(np.sort(item["image"].numpy().ravel()), np.sort(ref.ravel()), atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["classic", "enhanced"])
+def test_dicom_coronal_series_is_resliced_in_ras(tmp_path, layout):
+    """12 coronal slices (real Colin27 data, shuffled files/frames) give 80 axial RAS slices."""
+    if layout == "classic":
+        write_classic(tmp_path / "series")
+    else:
+        write_enhanced(tmp_path / "series" / "mr.dcm")
+    items = dicom_series_slices(tmp_path / "series", axis=2, min_foreground=0.0)
+    assert_unit_slices(items)
+    # DICOM voxel (slice k, row r, col c) lies at LPS (-40 + 1.1 c, -15 + 2.5 k, 60 - 0.9 r), so
+    # RAS axes run along -c, -k, -r
+    ras = unit_range(real_values()[::-1, ::-1, ::-1].transpose(2, 0, 1).astype(np.float32).copy())
+    assert len(items) == 80 and tuple(items[0]["image"].shape) == (1, 90, 12)
+    for item in items:
+        z = int(item["id"].rsplit(":", 1)[1])
+        np.testing.assert_allclose(item["image"][0].numpy(), ras[:, :, z], atol=1e-6)
 
 
 def test_dicom_single_file_folder_is_one_slice(tmp_path):
