@@ -1,0 +1,210 @@
+"""Denoise whole images and volumes with a trained network, in the input's own intensity units.
+
+``Denoiser`` is the one inference path (bundle ``inference.json``, the ``nad-denoise`` CLI, the
+Deploy app): normalise to the network's range with an invertible ``transforms.UnitRange``, run
+MONAI's ``SliceInferer`` over a volume (whole slices, ``batch_size`` at a time, streamed to the
+GPU when there is one) or the network directly on a 2D image, optionally tiled by a sliding
+window for images too large for memory, then undo the normalisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from monai.data import MetaTensor
+from monai.inferers import Inferer, SimpleInferer, SliceInferer, SlidingWindowInferer
+
+from transforms import UnitRange
+
+from . import image_io
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def default_device() -> torch.device:
+    """``cuda:0`` when a GPU is visible, else the CPU."""
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def load_weights(network: torch.nn.Module, path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Load a state dict saved by the bundle (``models/model.pt``) strictly into ``network``.
+
+    Raises:
+        InputError: the file is missing, not a PyTorch checkpoint, or does not fit the network.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise InputError(path, "weights file not found") from None
+    except Exception as err:
+        raise InputError(path, f"not a readable PyTorch weights file ({type(err).__name__})") from None
+    try:
+        network.load_state_dict(state, strict=True)
+    except (RuntimeError, AttributeError, TypeError) as err:
+        first = str(err).strip().splitlines()[1:2] or [str(err)]
+        raise InputError(path, f"weights do not fit the network ({first[0].strip()})") from None
+    return network
+
+
+class Denoiser:
+    """Denoise a channel-first image ``(1, H, W)`` or volume ``(1, X, Y, Z)`` of any intensity units.
+
+    Args:
+        network: maps ``(N, 1, h, w)`` in [0, 1] to the same shape (weights already loaded).
+        device: where the network runs; ``None``: ``cuda:0`` when available, else CPU. Volumes stay
+            in CPU memory; only the current batch of slices is moved to the device.
+        amp: float16 autocast on a GPU (``None``: on when the device is a GPU; ignored on CPU,
+            where it is slower).
+        axis: spatial axis of a volume across which it is cut into 2D slices (0, 1 or 2).
+        batch_size: slices (or tiles) per network call; on a 2-core CPU 1-2 is fastest.
+        roi_size: ``None``: whole slices. ``(h, w)``: tiles of that size blended by a Gaussian
+            sliding window, for slices too large for memory.
+        overlap: tile overlap fraction for ``roi_size``.
+        progress: show a progress bar over the batches of a volume.
+
+    ``__call__`` returns float32 of the input's shape, on the CPU, in the input's units
+    (normalisation min -> 0, 99.5th percentile -> 1 is inverted; no clipping).
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: torch.device | str | None = None,
+        amp: bool | None = None,
+        axis: int = 2,
+        batch_size: int = 2,
+        roi_size: Sequence[int] | None = None,
+        overlap: float = 0.25,
+        progress: bool = False,
+    ):
+        if axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.amp = (self.device.type == "cuda") if amp is None else bool(amp) and self.device.type == "cuda"
+        self.network = network.to(self.device).eval()
+        if self.device.type == "cpu":  # measured ~15% faster for these small convolutions on CPU
+            self.network = self.network.to(memory_format=torch.channels_last)
+        self.axis, self.batch_size, self.progress = axis, batch_size, progress
+        self.roi_size = None if roi_size is None else tuple(int(s) for s in roi_size)
+        self.overlap = overlap
+        self.normalise = UnitRange()
+
+    def inferer(self, spatial_dims: int, axis: int) -> Inferer:
+        """MONAI inferer for a batch ``(1, 1, *spatial)`` of ``spatial_dims`` = 2 or 3 dimensions."""
+        window = {"sw_device": self.device, "device": torch.device("cpu"), "progress": self.progress}
+        tiled = {"overlap": self.overlap, "mode": "gaussian"} if self.roi_size else {"overlap": 0.0}
+        if spatial_dims == 3:
+            roi = self.roi_size or (-1, -1)
+            return SliceInferer(roi_size=roi, spatial_dim=axis, sw_batch_size=self.batch_size, **tiled, **window)
+        if self.roi_size:
+            return SlidingWindowInferer(roi_size=self.roi_size, sw_batch_size=self.batch_size, **tiled, **window)
+        return SimpleInferer()
+
+    def __call__(self, image: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        """Denoise ``image``; ``axis`` overrides the slicing axis of a volume (DICOM: its image planes)."""
+        if image.dim() not in (3, 4) or image.shape[0] != 1:
+            raise ValueError(f"expected a channel-first image (1, H, W) or volume (1, X, Y, Z), got {tuple(image.shape)}")
+        x = self.normalise(MetaTensor(image, dtype=torch.float32))  # records (low, high) for the inverse
+        batch = x.as_tensor()[None]
+        if image.dim() == 3 and not self.roi_size:
+            batch = batch.to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
+            y = self.inferer(image.dim() - 1, self.axis if axis is None else axis)(batch, self.network)
+        y = MetaTensor(y[0].float().cpu(), applied_operations=x.applied_operations)
+        return self.normalise.inverse(y).as_tensor()
+
+
+def weights_id(path: str | os.PathLike) -> str:
+    """Short identity of a weights file for provenance: ``<name>:<first 12 hex of its SHA-256>``."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return f"{Path(path).name}:{digest[:12]}"
+
+
+@dataclass
+class Result:
+    """What happened to one input: the output written, or the one-line error."""
+
+    input: str
+    output: str | None = None
+    slices: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    note: str | None = None
+
+
+def denoise_file(
+    path: str | os.PathLike,
+    output: str | os.PathLike,
+    denoiser: Denoiser,
+    description: str,
+    series: str | None = None,
+    overwrite: bool = False,
+) -> Result:
+    """Denoise one input file or DICOM folder into ``output`` (a folder, or a file name for one input).
+
+    Raises ``InputError`` (one line, naming the file) for any problem with the input or output;
+    nothing is written then.
+    """
+    start = time.perf_counter()
+    loaded = image_io.load(path, series=series)
+    out = image_io.output_path(loaded, output)
+    image_io.check_output(loaded, out, overwrite)  # before the work, so a bad output fails fast
+    axis = denoiser.axis if loaded.slice_axis is None else loaded.slice_axis
+    spatial = loaded.image.shape[1:]
+    denoised = denoiser(loaded.image, axis)
+    image_io.save(loaded, denoised, out, description, overwrite)
+    slices = 1 if len(spatial) == 2 else spatial[axis]
+    return Result(str(path), str(out), slices, time.perf_counter() - start, note=loaded.note)
+
+
+def denoise_files(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    denoiser: Denoiser,
+    description: str,
+    series: str | None = None,
+    overwrite: bool = False,
+    report: Callable[[Result], None] = lambda result: None,
+) -> list[Result]:
+    """Denoise every input; a bad one is recorded (``Result.error``) and skipped, the rest go on.
+
+    ``report`` is called after each input, e.g. to print its line.
+    """
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if len(inputs) > 1 and image_io.image_format_of_name(Path(output).name) not in (None, "dicom"):
+        raise InputError(output, f"{len(inputs)} inputs need an output folder, not a file name")
+    results = []
+    for path in inputs:
+        try:
+            result = denoise_file(path, output, denoiser, description, series, overwrite)
+        except InputError as err:
+            result = Result(str(path), error=str(err))
+        results.append(result)
+        report(result)
+    return results
+
+
+def log_result(result: Result) -> None:
+    """Log one input's outcome (the bundle's logging config prints it)."""
+    if result.error:
+        logger.error("FAILED %s", result.error)
+    else:
+        logger.info("%s -> %s (%d slices, %.1f s)%s", result.input, result.output, result.slices, result.seconds, f"; {result.note}" if result.note else "")
+
+
+def check_results(results: list[Result]) -> list[Result]:
+    """Raise after a batch in which some inputs failed (their errors were reported one by one)."""
+    failed = [r.input for r in results if r.error]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(results)} inputs failed: {', '.join(failed)}")
+    return results
