@@ -52,8 +52,12 @@ def estimate_noise_sigma(x: torch.Tensor) -> torch.Tensor:
     return hh.abs().flatten(1).median(dim=1).values / 0.6745
 
 
-def _conv(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, padding_mode="replicate")
+PADDING_MODES = ("replicate", "zeros")
+"""Border handling of the conduction convolutions: ``"replicate"`` (no edge at the image border) or ``"zeros"`` (cheaper on the CPU)."""
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int = 3, padding_mode: str = "replicate") -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, padding_mode=padding_mode)
 
 
 class GuidanceUNet(nn.Module):
@@ -66,9 +70,9 @@ class GuidanceUNet(nn.Module):
     def __init__(self, in_channels: int = 2, out_channels: int = 8, features: tuple[int, int] = (16, 32)):
         super().__init__()
         f0, f1 = features
-        self.encode = nn.Sequential(_conv(in_channels, f0), nn.LeakyReLU(0.1))
-        self.bottom = nn.Sequential(_conv(f0, f1), nn.LeakyReLU(0.1))
-        self.decode = nn.Sequential(_conv(f0 + f1, f0), nn.LeakyReLU(0.1))
+        self.encode = nn.Sequential(_conv(in_channels, f0), nn.LeakyReLU(0.1, inplace=True))
+        self.bottom = nn.Sequential(_conv(f0, f1), nn.LeakyReLU(0.1, inplace=True))
+        self.decode = nn.Sequential(_conv(f0 + f1, f0), nn.LeakyReLU(0.1, inplace=True))
         self.head = nn.Conv2d(f0, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,16 +88,32 @@ class GuidanceUNet(nn.Module):
 class ConductionNet(nn.Module):
     """Gates in [0, 1] per pixel and direction from ``[differences / sigma, guidance, noise level]``.
 
-    Input ``(N, in_channels, H, W)``; output ``(N, neighbours, H, W)`` after a sigmoid. The last
-    bias starts at ``initial_logit`` (gates ~0.12 for -2), so an untrained network diffuses
-    gently and training opens the gates where smoothing pays.
+    Input ``(N, in_channels, H, W)``; output ``(N, neighbours, H, W)`` after a sigmoid: two hidden
+    convolutions of widths ``features``, odd kernel sizes ``kernel_sizes`` (e.g. ``(3, 1)`` makes
+    the second a cheap per-pixel mixing) and borders padded by ``padding_mode`` (one of
+    ``PADDING_MODES``), then a 1x1 head. The last bias starts at ``initial_logit`` (gates ~0.12
+    for -2), so an untrained network diffuses gently and training opens the gates where smoothing pays.
     """
 
-    def __init__(self, in_channels: int, neighbours: int, features: tuple[int, int] = (32, 16), initial_logit: float = -2.0):
+    def __init__(
+        self,
+        in_channels: int,
+        neighbours: int,
+        features: tuple[int, int] = (32, 16),
+        initial_logit: float = -2.0,
+        kernel_sizes: tuple[int, int] = (3, 3),
+        padding_mode: str = "replicate",
+    ):
         super().__init__()
-        f0, f1 = features
+        if padding_mode not in PADDING_MODES or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
+            raise ValueError(f"need odd kernel sizes and padding_mode in {PADDING_MODES}, got {kernel_sizes}, {padding_mode!r}")
+        (f0, f1), (k0, k1) = features, kernel_sizes
         self.net = nn.Sequential(
-            _conv(in_channels, f0), nn.LeakyReLU(0.1), _conv(f0, f1), nn.LeakyReLU(0.1), nn.Conv2d(f1, neighbours, 1)
+            _conv(in_channels, f0, k0, padding_mode),
+            nn.LeakyReLU(0.1, inplace=True),
+            _conv(f0, f1, k1, padding_mode),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(f1, neighbours, 1),
         )
         nn.init.constant_(self.net[-1].bias, initial_logit)
 
@@ -109,7 +129,7 @@ class Refinement(nn.Module):
 
     def __init__(self, in_channels: int, features: int = 16):
         super().__init__()
-        self.net = nn.Sequential(_conv(in_channels, features), nn.LeakyReLU(0.1), _conv(features, 1))
+        self.net = nn.Sequential(_conv(in_channels, features), nn.LeakyReLU(0.1, inplace=True), _conv(features, 1))
         nn.init.normal_(self.net[-1].weight, std=1e-3)  # starts close to the identity on u_K, yet every
         nn.init.zeros_(self.net[-1].bias)  # layer gets a gradient from the first step (zeros would stall the first)
 
@@ -127,6 +147,8 @@ class UnrolledPeronaMalik(nn.Module):
         guidance_channels: context features from the guidance U-Net (0 disables guidance).
         guidance_features: widths of the guidance U-Net's two levels.
         conduction_features: widths of the conduction net's two hidden layers.
+        conduction_kernel_sizes: kernel sizes of those layers; ``(3, 1)`` is cheaper than ``(3, 3)``.
+        conduction_padding: border padding of those layers, ``"replicate"`` or ``"zeros"`` (faster).
         refinement: add the residual refinement after the PDE loop.
         noise_level_input: feed the noise level (given, or estimated by ``estimate_noise_sigma``)
             to the guidance and conduction nets, and scale the differences by it.
@@ -152,6 +174,8 @@ class UnrolledPeronaMalik(nn.Module):
         guidance_channels: int = 8,
         guidance_features: tuple[int, int] = (16, 32),
         conduction_features: tuple[int, int] = (32, 16),
+        conduction_kernel_sizes: tuple[int, int] = (3, 3),
+        conduction_padding: str = "replicate",
         refinement: bool = True,
         noise_level_input: bool = True,
         step_fraction: float = 0.9,
@@ -166,10 +190,16 @@ class UnrolledPeronaMalik(nn.Module):
         level = int(noise_level_input)
         self.guidance = GuidanceUNet(1 + level, guidance_channels, guidance_features) if guidance_channels else None
         conduction_in = neighbours + guidance_channels + level
+
+        def conduction_net() -> ConductionNet:
+            return ConductionNet(
+                conduction_in, neighbours, conduction_features, kernel_sizes=conduction_kernel_sizes, padding_mode=conduction_padding
+            )
+
         if shared:  # the same module at every step: its parameters are counted and trained once
-            self.conduction = nn.ModuleList([ConductionNet(conduction_in, neighbours, conduction_features)] * steps)
+            self.conduction = nn.ModuleList([conduction_net()] * steps)
         else:
-            self.conduction = nn.ModuleList(ConductionNet(conduction_in, neighbours, conduction_features) for _ in range(steps))
+            self.conduction = nn.ModuleList(conduction_net() for _ in range(steps))
         logit = torch.logit(torch.tensor(step_fraction))
         self.step_logits = nn.Parameter(torch.full((steps,), float(logit)))
         self.refinement = Refinement(2 + guidance_channels) if refinement else None

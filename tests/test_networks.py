@@ -20,6 +20,8 @@ CONFIGS = [
     {"guidance_channels": 0},
     {"refinement": False},
     {"noise_level_input": False},
+    {"conduction_features": (16, 16), "conduction_kernel_sizes": (3, 1), "conduction_padding": "zeros"},
+    {"steps": 4, "conduction_padding": "zeros"},
 ]
 
 
@@ -48,8 +50,9 @@ def test_any_size_in_gives_the_same_size_out(kwargs, size):
 
 @pytest.mark.parametrize("neighbours", [4, 8])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed):
-    net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False), seed, scale=2.0).eval()
+@pytest.mark.parametrize("fast", [{}, {"conduction_kernel_sizes": (3, 1), "conduction_padding": "zeros"}])
+def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed, fast):
+    net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False, **fast), seed, scale=2.0).eval()
     with torch.no_grad():
         net.step_logits.fill_(20.0)  # lam_k at its bound
     x = (torch.as_tensor(colin_slice)[None] + 0.2 * torch.randn(1, 1, *colin_slice.shape[1:])).clamp(0, 1)
@@ -74,6 +77,25 @@ def test_gradients_reach_every_parameter_including_guidance(kwargs, colin_slice)
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert any(name.startswith("guidance.") for name, _ in net.named_parameters())
+
+
+def test_fast_options_shrink_the_conduction_nets_and_script():
+    net = UnrolledPeronaMalik(steps=4, conduction_features=(16, 16), conduction_kernel_sizes=(3, 1), conduction_padding="zeros")
+    first, second = net.conduction[0].net[0], net.conduction[0].net[2]
+    assert first.kernel_size == (3, 3) and first.padding_mode == "zeros" and second.kernel_size == (1, 1)
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in UnrolledPeronaMalik().parameters()) / 3
+    x = torch.rand(2, 1, 37, 41)
+    scripted = torch.jit.script(net.eval())
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"conduction_padding": "reflect"}, {"conduction_kernel_sizes": (3, 2)}, {"conduction_kernel_sizes": (0, 1)}]
+)
+def test_invalid_fast_options_raise(kwargs):
+    with pytest.raises(ValueError):
+        UnrolledPeronaMalik(**kwargs)
 
 
 def test_default_network_is_small():
