@@ -70,3 +70,29 @@ def resume_from_latest(trainer: Engine, load_dict: dict, ckpt_dir: str | os.Path
     path = latest_checkpoint(ckpt_dir)
     CheckpointLoader(load_path=path, load_dict=load_dict, map_location=map_location).attach(trainer)
     return path
+
+
+def warm_start(network: torch.nn.Module, path: str | os.PathLike) -> list[str]:
+    """Initialise ``network`` from the weights of a related architecture (e.g. fewer steps, 1x1 layers).
+
+    Copies every tensor of the state dict at ``path`` whose name and shape match; the first K step
+    sizes of a deeper model; a 3x3 kernel into a 1x1 one of the same channels as the sum of its
+    taps (the same response to a constant input). DDP/DataParallel wrappers are looked through.
+    Returns the names left at their initial values.
+    """
+    target = getattr(network, "module", network)
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    own = target.state_dict()
+    copied = {}
+    for name, value in source.items():
+        if name not in own:
+            continue
+        shape = own[name].shape
+        if name == "step_logits" and value.numel() >= shape.numel():
+            copied[name] = value[: shape.numel()]
+        elif value.shape == shape:
+            copied[name] = value
+        elif value.dim() == 4 and shape == value.shape[:2] + (1, 1):
+            copied[name] = value.sum((2, 3), keepdim=True)
+    target.load_state_dict(copied, strict=False)
+    return sorted(set(own) - set(copied))

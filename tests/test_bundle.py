@@ -17,7 +17,7 @@ from monai.bundle import ConfigParser
 
 from conftest import DATA, ROOT
 from nad_monai import UnrolledPeronaMalik
-from nad_monai.bundle import bundle_root
+from nad_monai.bundle import bundle_root, warm_start
 
 CONFIGS = ROOT / "bundle" / "configs"
 TRAIN, EVALUATE, MULTI_GPU = (str(CONFIGS / f"{n}.json") for n in ("train", "evaluate", "multi_gpu_train"))
@@ -76,6 +76,20 @@ def test_bundle_root_follows_the_config_file_from_any_directory(tmp_path, relati
 def test_bundle_root_takes_the_first_of_several_config_files():
     assert bundle_root(["x", "run", "--config_file", f"['{TRAIN}', '{EVALUATE}']"]) == str(ROOT / "bundle")
     assert bundle_root(["x", "run", f"--config_file={INFERENCE}"]) == str(ROOT / "bundle")
+
+
+def test_warm_start_copies_what_fits_from_a_deeper_model(tmp_path):
+    deep = UnrolledPeronaMalik(steps=8)
+    torch.save(deep.state_dict(), tmp_path / "deep.pt")
+    shallow = UnrolledPeronaMalik(steps=4, conduction_kernel_sizes=(3, 1), conduction_padding="zeros")
+    assert warm_start(shallow, tmp_path / "deep.pt") == []
+    assert torch.equal(shallow.step_logits, deep.step_logits[:4])
+    assert torch.equal(shallow.refinement.net[0].weight, deep.refinement.net[0].weight)
+    assert all(torch.equal(a, b) for a, b in zip(shallow.guidance.parameters(), deep.guidance.parameters()))
+    folded = shallow.conduction[3].net[2].weight
+    assert folded.shape[2:] == (1, 1) and torch.allclose(folded, deep.conduction[3].net[2].weight.sum((2, 3), keepdim=True))
+    wider = UnrolledPeronaMalik(steps=2, conduction_features=(48, 16))
+    assert "conduction.0.net.0.weight" in warm_start(wider, tmp_path / "deep.pt"), "mismatched shapes stay at init"
 
 
 def test_training_writes_checkpoints_logs_and_compares_with_baselines(trained):
