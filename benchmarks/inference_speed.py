@@ -2,7 +2,7 @@
 
 Each case runs ``nad_monai.inference.denoise_file`` (read NIfTI, normalise, SliceInferer over
 axial slices, restore units, write NIfTI) in a fresh subprocess, which reports its own wall time
-and peak resident memory (``ru_maxrss``). Cases: Colin27 (181x217x181, Rician 0.10 added) and a
+and peak resident memory (``VmHWM``). Cases: Colin27 (181x217x181, Rician 0.10 added) and a
 512x512x300 int16 volume (Colin27 resampled, noise added), on the CPU with ``--threads`` threads
 and, when a GPU is present, on the GPU (AMP) too. Then the network's time per slice for several
 slice batch sizes, and skimage TV, NLM and BM3D (if the ``bm3d`` extra is installed) per slice.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -55,17 +54,22 @@ def make_inputs(folder: Path, large: bool) -> dict[str, Path]:
 def run_case(path: Path, out: Path, device: str, threads: int, batch: int) -> dict:
     """One end-to-end denoise_file in this process; returns seconds and peak RSS."""
     torch.set_num_threads(threads)
-    from nad_monai import UnrolledPeronaMalik
-    from nad_monai.inference import Denoiser, denoise_file, load_weights
+    from nad_monai.inference import Denoiser, bundle_network, denoise_file, load_weights
 
     start = time.perf_counter()
-    denoiser = Denoiser(load_weights(UnrolledPeronaMalik(), WEIGHTS, device), device=device, batch_size=batch)
+    denoiser = Denoiser(load_weights(bundle_network(), WEIGHTS, device), device=device, batch_size=batch)
     result = denoise_file(path, out, denoiser, "benchmark", overwrite=True)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    return {"seconds": seconds, "slices": result.slices, "peak_rss_gib": peak_gib}
+    return {"seconds": seconds, "slices": result.slices, "peak_rss_gib": peak_rss_gib()}
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory (``VmHWM``: unlike ``ru_maxrss``, not inherited through fork/exec)."""
+    with open("/proc/self/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kib / 2**20
 
 
 def in_subprocess(path: Path, out: Path, device: str, threads: int, batch: int) -> dict:
@@ -94,10 +98,9 @@ def median_seconds(fn, repeats: int = 3) -> float:
 
 def batch_sweep(volume: np.ndarray, device: str, batches: list[int]) -> dict[int, float]:
     """Network-only seconds per slice for each slice batch size, over 16 axial slices."""
-    from nad_monai import UnrolledPeronaMalik
-    from nad_monai.inference import Denoiser, load_weights
+    from nad_monai.inference import Denoiser, bundle_network, load_weights
 
-    net = load_weights(UnrolledPeronaMalik(), WEIGHTS, device)
+    net = load_weights(bundle_network(), WEIGHTS, device)
     image = torch.from_numpy(volume[None, :, :, 80:96].copy())
     out = {}
     for b in batches:
@@ -113,7 +116,7 @@ def classical_per_slice(slice_: np.ndarray) -> dict[str, float]:
 
     sigma = float(estimate_sigma(slice_))
     methods = {
-        "skimage TV (Chambolle, 100 it)": lambda: denoise_tv_chambolle(slice_, weight=0.08),
+        "skimage TV (Chambolle, weight 0.08)": lambda: denoise_tv_chambolle(slice_, weight=0.08),
         "skimage NLM (fast, 5x5 patches, 13x13 search)": lambda: denoise_nl_means(slice_, patch_size=5, patch_distance=6, h=0.8 * sigma, fast_mode=True),
     }
     try:

@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import torch
-from monai.bundle import ConfigParser
 
 import nad_monai
 
 from .bundle import bundle_root
 from .errors import InputError
-from .inference import Denoiser, Result, denoise_files, load_weights, weights_id
+from .inference import Denoiser, Result, bundle_network, denoise_files, load_weights, weights_id
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOT_RUN = 0, 1, 2
 
@@ -70,13 +69,7 @@ def _device(name: str) -> torch.device:
 def build_denoiser(args: argparse.Namespace) -> Denoiser:
     """The bundle's network with ``args.weights`` loaded, wrapped for whole-image inference."""
     device = _device(args.device)
-    try:
-        config = ConfigParser()
-        config.read_config(args.config)
-        network = config.get_parsed_content("network_def")
-    except Exception as err:
-        raise InputError(args.config, f"cannot build network_def ({type(err).__name__}: {err})") from None
-    load_weights(network, args.weights, device)
+    network = load_weights(bundle_network(args.config), args.weights, device)
     return Denoiser(network, device, amp=not args.no_amp, axis=args.axis, batch_size=args.batch_size, roi_size=args.tile, progress=not args.quiet)
 
 

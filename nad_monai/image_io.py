@@ -34,6 +34,7 @@ PIL_MODES = {"L": np.uint8, "I;16": np.uint16, "I": np.int32, "F": np.float32}
 class LoadedImage:
     """An input image: ``image`` ``(1, *spatial)`` float32 in the file's own units, and what is needed to write it back.
 
+    ``source`` is the nibabel image, the ``dicom.DicomSeries`` or the Pillow mode (``"L"``, ``"I;16"``, ...).
     ``slice_axis`` is the spatial axis of the acquired 2D images for DICOM (``0``), else ``None``;
     ``note`` a line for the user (e.g. which of several DICOM series was chosen).
     """
@@ -128,7 +129,7 @@ def _load_pil(path: Path, fmt: str) -> LoadedImage:
         data = np.asarray(img)
     else:
         raise InputError(path, f"unsupported image mode {mode}")
-    return LoadedImage(path, fmt, torch.from_numpy(data.astype(np.float32))[None], {"mode": mode, "info": dict(img.info)})
+    return LoadedImage(path, fmt, torch.from_numpy(data.astype(np.float32))[None], mode)
 
 
 def output_path(loaded: LoadedImage, output: str | os.PathLike) -> Path:
@@ -186,7 +187,7 @@ def save(loaded: LoadedImage, denoised: torch.Tensor, out: str | os.PathLike, de
     elif loaded.format == "nifti":
         _replace_atomically(out, lambda tmp: nib.save(_nifti_like(loaded.source, values, description), tmp))
     else:
-        mode = loaded.source["mode"]
+        mode = loaded.source  # the Pillow mode
         array = _to_dtype(values, PIL_MODES.get(mode, np.uint8))
         image = Image.fromarray(array)  # uint8 -> L, uint16 -> I;16, int32 -> I, float32 -> F
         if mode in ("RGB", "RGBA", "LA", "P"):

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer, SliceInferer, SlidingWindowInferer
 
 from transforms import UnitRange
 
 from . import image_io
+from .bundle import bundle_root
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,21 @@ logger = logging.getLogger(__name__)
 def default_device() -> torch.device:
     """``cuda:0`` when a GPU is visible, else the CPU."""
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def bundle_network(config_file: str | os.PathLike | None = None) -> torch.nn.Module:
+    """The bundle's ``network_def`` (``configs/inference.json`` unless another config is given), untrained.
+
+    Raises:
+        InputError: the config cannot be read or does not build a network.
+    """
+    config_file = config_file or os.path.join(bundle_root([]), "configs", "inference.json")
+    try:
+        parser = ConfigParser()
+        parser.read_config(config_file)
+        return parser.get_parsed_content("network_def")
+    except Exception as err:
+        raise InputError(config_file, f"cannot build network_def ({type(err).__name__}: {err})") from None
 
 
 def load_weights(network: torch.nn.Module, path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:

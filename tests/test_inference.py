@@ -20,7 +20,7 @@ from conftest import DATA, ROOT, load_volume
 from dicom_fixtures import real_values, write_classic, write_enhanced
 from nad_monai import InputError, UnrolledPeronaMalik, image_io
 from nad_monai.cli import main
-from nad_monai.inference import Denoiser, denoise_file, denoise_files, load_weights
+from nad_monai.inference import Denoiser, bundle_network, denoise_file, denoise_files, load_weights
 from nad_monai.metrics import denoising_metrics
 from transforms import RandRicianCorruption
 
@@ -29,7 +29,7 @@ WEIGHTS = ROOT / "bundle" / "models" / "model.pt"
 
 @pytest.fixture(scope="module")
 def shipped() -> Denoiser:
-    return Denoiser(load_weights(UnrolledPeronaMalik(), WEIGHTS), device="cpu")
+    return Denoiser(load_weights(bundle_network(), WEIGHTS), device="cpu")
 
 
 @pytest.fixture(scope="module")
