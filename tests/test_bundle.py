@@ -63,7 +63,11 @@ def trained(tmp_path_factory) -> Path:
 
 
 def tiny_network() -> UnrolledPeronaMalik:
-    return UnrolledPeronaMalik(steps=2, neighbours=8)
+    """The bundle's network_def with the tiny runs' ``--network_def#steps 2``."""
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser["network_def"]["steps"] = 2
+    return parser.get_parsed_content("network_def")
 
 
 @pytest.mark.parametrize("relative", [False, True])
