@@ -22,7 +22,7 @@ import nad_monai
 
 from .bundle import bundle_root
 from .errors import InputError
-from .inference import Denoiser, Result, bundle_network, denoise_files, load_weights, weights_id
+from .inference import Denoiser, Result, bundle_network, default_device, denoise_files, load_weights, weights_id
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOT_RUN = 0, 1, 2
 
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        return default_device()
     try:
         device = torch.device(name)
     except RuntimeError:
