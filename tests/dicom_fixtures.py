@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -295,3 +296,10 @@ def dciodvfy_errors(path: Path) -> set[str]:
     """The ``Error`` lines dciodvfy prints for one file (it exits non-zero when there are any)."""
     run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60, check=False)
     return {line.strip() for line in (run.stdout + run.stderr).splitlines() if "Error" in line}
+
+
+def sitk_image(folder: Path) -> sitk.Image:
+    """The series in ``folder`` as SimpleITK (GDCM) reads it."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
