@@ -112,6 +112,8 @@ def _save(ds: Dataset, path: Path) -> None:
 def write_classic(folder: Path, stored: np.ndarray | None = None) -> list[Path]:
     """An MR Image Storage series, one file per slice named ``IM<nnnn>`` in shuffled order."""
     stored = stored_crop() if stored is None else stored
+    if len(stored) % SHUFFLE == 0:
+        raise ValueError(f"{len(stored)} slices: file names (SHUFFLE * k) % n would repeat; use a count not divisible by {SHUFFLE}")
     folder.mkdir(parents=True)
     common = _common(MRImageStorage)
     paths = []
