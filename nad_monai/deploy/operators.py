@@ -187,7 +187,6 @@ class DICOMSeriesWriterOperator(Operator):
         self.output_folder.mkdir(parents=True, exist_ok=True)
         out = save_derived_series(source, volume, self.output_folder / f"{series.SeriesInstanceUID}_denoised", self.series_description)
         logger.info(f"wrote {len(datasets)} instances to {out}")
-        self.written = out
 
 
 __all__ = [
