@@ -1,8 +1,11 @@
 """Classical denoisers as batched functions on ``(N, 1, H, W)`` tensors in [0, 1], and their tuning.
 
 Every function maps noisy images to denoised images of the same shape, dtype and device. The
-diffusion baselines share ``nad_monai.diffusion`` with the network; TV comes from scikit-image.
-Parameters are tuned on a validation set by grid search (``tune``), never left at defaults.
+diffusion baselines (heat equation, Perona-Malik) share ``nad_monai.diffusion`` with the network;
+Gaussian smoothing comes from SciPy, TV and NLM from scikit-image, BM3D from the ``bm3d`` package
+(``bench`` extra: non-commercial licence) and the Rician-aware non-local means from dipy (installed
+by ``data/rebuild.sh``). Parameters are tuned on a validation set by grid search (``tune``), never
+left at defaults; NLM, BM3D and dipy estimate the noise level of each image themselves.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from itertools import product
 
 import numpy as np
 import torch
-from skimage.restoration import denoise_tv_chambolle
+from scipy.ndimage import gaussian_filter
+from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
 
 from .diffusion import ClassicalDiffusion, max_step
 
@@ -35,18 +39,78 @@ def perona_malik(noisy: torch.Tensor, kind: str = "exponential", k: float = 0.1,
         return ClassicalDiffusion(kind, k=k, lam=lam, steps=steps, neighbours=neighbours)(noisy)
 
 
-def tv_chambolle(noisy: torch.Tensor, weight: float = 0.1) -> torch.Tensor:
-    """Total-variation denoising (scikit-image Chambolle), per image; larger ``weight`` smooths more."""
-    out = [denoise_tv_chambolle(img[0].detach().cpu().double().numpy(), weight=weight) for img in noisy]
+def heat_equation(noisy: torch.Tensor, time: float = 1.0, neighbours: int = 4) -> torch.Tensor:
+    """Isotropic diffusion for ``time`` (pixels^2; a Gaussian blur of sigma ``sqrt(2 time)``), in steps at the bound."""
+    steps = max(1, int(np.ceil(time / max_step(neighbours))))
+    return perona_malik(noisy, kind="constant", steps=steps, neighbours=neighbours, lam=time / steps)
+
+
+def _per_image(noisy: torch.Tensor, denoise: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
+    """Apply a NumPy denoiser of one float64 ``(H, W)`` image to each image of a ``(N, 1, H, W)`` batch."""
+    out = [denoise(img[0].detach().cpu().double().numpy()) for img in noisy]
     return torch.as_tensor(np.stack(out)[:, None], dtype=noisy.dtype, device=noisy.device)
 
 
-METHODS: dict[str, Callable[..., torch.Tensor]] = {"perona_malik": perona_malik, "tv": tv_chambolle}
+def gaussian_smoothing(noisy: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Gaussian blur of standard deviation ``sigma`` pixels (SciPy, mirrored borders)."""
+    return _per_image(noisy, lambda img: gaussian_filter(img, sigma, mode="mirror"))
+
+
+def tv_chambolle(noisy: torch.Tensor, weight: float = 0.1) -> torch.Tensor:
+    """Total-variation denoising (scikit-image Chambolle), per image; larger ``weight`` smooths more."""
+    return _per_image(noisy, lambda img: denoise_tv_chambolle(img, weight=weight))
+
+
+def nl_means(noisy: torch.Tensor, h: float = 0.8, patch_size: int = 5, patch_distance: int = 6) -> torch.Tensor:
+    """Non-local means (scikit-image, fast mode) with filter strength ``h`` times each image's estimated noise sigma."""
+
+    def denoise(img: np.ndarray) -> np.ndarray:
+        sigma = float(estimate_sigma(img))
+        return denoise_nl_means(img, h=h * sigma, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance, fast_mode=True)
+
+    return _per_image(noisy, denoise)
+
+
+def bm3d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
+    """BM3D (``bm3d`` package, both stages) with ``sigma_scale`` times each image's estimated noise sigma.
+
+    Needs the ``bench`` extra (``pip install -e ".[bench]"``); its licence allows non-commercial use only.
+    """
+    import bm3d
+
+    return _per_image(noisy, lambda img: bm3d.bm3d(img, sigma_psd=sigma_scale * max(float(estimate_sigma(img)), 1e-4)))
+
+
+def dipy_nlmeans(noisy: torch.Tensor, sigma_scale: float = 1.0, patch_radius: int = 1, block_radius: int = 5) -> torch.Tensor:
+    """dipy's non-local means with Rician bias correction, ``sigma_scale`` times each image's estimated noise sigma."""
+    from dipy.denoise.nlmeans import nlmeans
+
+    def denoise(img: np.ndarray) -> np.ndarray:
+        sigma = sigma_scale * max(float(estimate_sigma(img)), 1e-4)
+        return nlmeans(img[..., None], sigma=sigma, rician=True, patch_radius=patch_radius, block_radius=block_radius)[..., 0]
+
+    return _per_image(noisy, denoise)
+
+
+METHODS: dict[str, Callable[..., torch.Tensor]] = {
+    "gaussian": gaussian_smoothing,
+    "heat": heat_equation,
+    "perona_malik": perona_malik,
+    "tv": tv_chambolle,
+    "nlm": nl_means,
+    "bm3d": bm3d_denoise,
+    "dipy_nlmeans": dipy_nlmeans,
+}
 """Baselines by name."""
 
 GRIDS: dict[str, dict[str, list]] = {
+    "gaussian": {"sigma": [0.5, 0.75, 1.0, 1.5, 2.0]},
+    "heat": {"time": [0.125, 0.25, 0.5, 1.0, 2.0]},
     "perona_malik": {"kind": ["exponential", "rational"], "k": [0.03, 0.05, 0.08, 0.12, 0.2], "steps": [8, 16, 32]},
     "tv": {"weight": [0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24]},
+    "nlm": {"h": [0.4, 0.6, 0.8, 1.0, 1.2]},
+    "bm3d": {"sigma_scale": [0.75, 1.0, 1.25]},
+    "dipy_nlmeans": {"sigma_scale": [0.5, 0.75, 1.0, 1.25]},
 }
 """Default tuning grids (images in [0, 1], noise levels 0.05-0.20)."""
 
