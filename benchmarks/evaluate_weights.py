@@ -14,41 +14,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import defaultdict
 
-import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from monai.transforms import Compose, CopyItemsd
 
 from nad_monai.baselines import rician_bias_correction
 from nad_monai.datasets import slice_items
-from nad_monai.metrics import denoising_metrics
-from transforms import RandNoiseCorruptiond
-
-MODELS = ("gaussian", "rician", "speckle")
-SIGMAS = (0.05, 0.10, 0.15, 0.20)
-
-
-def noisy_pairs(items: list[dict], model: str, sigma: float) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
-    """``(noisy, clean, id)`` per slice, corrupted exactly as the bundle's validation/evaluation does."""
-    corrupt = Compose([CopyItemsd(keys="image", names="label"), RandNoiseCorruptiond(keys="image", models=model, sigma=sigma, seed_key="id")])
-    out = []
-    for item in items:
-        d = corrupt(item)
-        out.append((d["image"][None], d["label"][None], item["id"]))
-    return out
+from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images
 
 
 def score(pairs, denoise) -> dict[str, float]:
-    metrics = denoising_metrics()
-    values = defaultdict(list)
-    with torch.inference_mode():
-        for noisy, clean, _ in pairs:
-            pred = denoise(noisy).clamp(0, 1)
-            for name, metric in metrics.items():
-                values[name].append(metric(pred, clean).item())
-    return {name: float(np.mean(v)) for name, v in values.items()}
+    """Mean whole-image PSNR, SSIM and Edge MSE over the pairs."""
+    return {name: float(v.mean()) for name, v in score_images(pairs, denoise).items() if not name.startswith("head_")}
 
 
 def bm3d_corrected(noisy: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from monai.handlers import IgniteMetricHandler
 from monai.metrics import PSNRMetric, SSIMMetric
-from monai.metrics.regression import RegressionMetric
+from monai.metrics.regression import RegressionMetric, compute_ssim_and_cs
 from monai.transforms import SobelGradients
 from monai.utils import MetricReduction, convert_to_tensor
 
@@ -51,6 +51,27 @@ class EdgeMSEMetric(RegressionMetric):
 def denoising_metrics() -> dict[str, RegressionMetric]:
     """Fresh ``{"psnr", "ssim", "edge_mse"}`` metric objects; call them as ``metric(y_pred, y)``."""
     return {"psnr": PSNRMetric(max_val=1.0), "ssim": SSIMMetric(**SSIM_SETTINGS), "edge_mse": EdgeMSEMetric()}
+
+
+def masked_metrics(y_pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """PSNR, SSIM and Edge MSE over the pixels of ``mask`` only (e.g. the head), one value per image.
+
+    Same definitions as ``denoising_metrics``: the SSIM map is MONAI's (``compute_ssim_and_cs``,
+    the settings of ``SSIM_SETTINGS``, valid part of the window only) averaged over the mask. All
+    inputs ``(N, 1, H, W)``; ``mask`` boolean, non-empty per image.
+    """
+    m = mask.to(y.dtype)
+    area = m.flatten(1).sum(1)
+    mse = ((y_pred - y) ** 2 * m).flatten(1).sum(1) / area
+    edge = ((sobel_magnitude(y) - sobel_magnitude(y_pred)) ** 2 * m).flatten(1).sum(1) / area
+    settings = {k: v for k, v in SSIM_SETTINGS.items() if k != "win_size"}
+    win = SSIM_SETTINGS["win_size"]
+    ssim_map, _ = compute_ssim_and_cs(
+        y_pred, y, kernel_size=[win, win], kernel_sigma=[settings.pop("kernel_sigma")] * 2, **settings
+    )
+    inner = m[:, :, win // 2 : win // 2 + ssim_map.size(2), win // 2 : win // 2 + ssim_map.size(3)]
+    ssim = (ssim_map * inner).flatten(1).sum(1) / inner.flatten(1).sum(1)
+    return {"psnr": 10 * torch.log10(1.0 / mse), "ssim": ssim, "edge_mse": edge}
 
 
 def metric_handlers(output_transform: Callable, save_details: bool = True) -> dict[str, IgniteMetricHandler]:
