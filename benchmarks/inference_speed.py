@@ -112,9 +112,11 @@ def batch_sweep(volume: np.ndarray, device: str, batches: list[int]) -> dict[int
 
 def classical_per_slice(slice_: np.ndarray) -> dict[str, float]:
     """Seconds per slice of skimage TV (Chambolle), NLM (fast) and BM3D, on ``slice_``."""
-    from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
+    from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
-    sigma = float(estimate_sigma(slice_))
+    from nad_monai.networks import estimate_noise_sigma
+
+    sigma = float(estimate_noise_sigma(torch.from_numpy(slice_)[None, None].float())[0])
     methods = {
         "skimage TV (Chambolle, weight 0.08)": lambda: denoise_tv_chambolle(slice_, weight=0.08),
         "skimage NLM (fast, 5x5 patches, 13x13 search)": lambda: denoise_nl_means(slice_, patch_size=5, patch_distance=6, h=0.8 * sigma, fast_mode=True),

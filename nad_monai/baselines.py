@@ -5,7 +5,8 @@ diffusion baselines (heat equation, Perona-Malik) share ``nad_monai.diffusion`` 
 Gaussian smoothing comes from SciPy, TV and NLM from scikit-image, BM3D from the ``bm3d`` package
 (``bench`` extra: non-commercial licence) and the Rician-aware non-local means from dipy (installed
 by ``data/rebuild.sh``). Parameters are tuned on a validation set by grid search (``tune``), never
-left at defaults; NLM, BM3D and dipy estimate the noise level of each image themselves.
+left at defaults; NLM, BM3D and dipy get each image's noise level from ``estimate_noise_sigma``
+(the network's own wavelet MAD estimate), scaled by a tuned factor.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from itertools import product
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
-from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
+from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
 from .diffusion import ClassicalDiffusion, max_step
+from .networks import estimate_noise_sigma
 
 
 def rician_bias_correction(y: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
@@ -45,27 +47,28 @@ def heat_equation(noisy: torch.Tensor, time: float = 1.0, neighbours: int = 4) -
     return perona_malik(noisy, kind="constant", steps=steps, neighbours=neighbours, lam=time / steps)
 
 
-def _per_image(noisy: torch.Tensor, denoise: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
-    """Apply a NumPy denoiser of one float64 ``(H, W)`` image to each image of a ``(N, 1, H, W)`` batch."""
-    out = [denoise(img[0].detach().cpu().double().numpy()) for img in noisy]
+def _per_image(noisy: torch.Tensor, denoise: Callable[[np.ndarray, float], np.ndarray]) -> torch.Tensor:
+    """Apply ``denoise(image, sigma)`` to each float64 ``(H, W)`` image of a ``(N, 1, H, W)`` batch; ``sigma``
+    is the image's estimated noise level (``estimate_noise_sigma``, at least 1e-4)."""
+    sigmas = estimate_noise_sigma(noisy.detach()).clamp_min(1e-4).tolist()
+    out = [denoise(img[0].detach().cpu().double().numpy(), s) for img, s in zip(noisy, sigmas)]
     return torch.as_tensor(np.stack(out)[:, None], dtype=noisy.dtype, device=noisy.device)
 
 
 def gaussian_smoothing(noisy: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Gaussian blur of standard deviation ``sigma`` pixels (SciPy, mirrored borders)."""
-    return _per_image(noisy, lambda img: gaussian_filter(img, sigma, mode="mirror"))
+    return _per_image(noisy, lambda img, _: gaussian_filter(img, sigma, mode="mirror"))
 
 
 def tv_chambolle(noisy: torch.Tensor, weight: float = 0.1) -> torch.Tensor:
     """Total-variation denoising (scikit-image Chambolle), per image; larger ``weight`` smooths more."""
-    return _per_image(noisy, lambda img: denoise_tv_chambolle(img, weight=weight))
+    return _per_image(noisy, lambda img, _: denoise_tv_chambolle(img, weight=weight))
 
 
 def nl_means(noisy: torch.Tensor, h: float = 0.8, patch_size: int = 5, patch_distance: int = 6) -> torch.Tensor:
-    """Non-local means (scikit-image, fast mode) with filter strength ``h`` times each image's estimated noise sigma."""
+    """Non-local means (scikit-image, fast mode), filter strength ``h`` times each image's estimated noise sigma."""
 
-    def denoise(img: np.ndarray) -> np.ndarray:
-        sigma = float(estimate_sigma(img))
+    def denoise(img: np.ndarray, sigma: float) -> np.ndarray:
         return denoise_nl_means(img, h=h * sigma, sigma=sigma, patch_size=patch_size, patch_distance=patch_distance, fast_mode=True)
 
     return _per_image(noisy, denoise)
@@ -78,16 +81,15 @@ def bm3d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
     """
     import bm3d
 
-    return _per_image(noisy, lambda img: bm3d.bm3d(img, sigma_psd=sigma_scale * max(float(estimate_sigma(img)), 1e-4)))
+    return _per_image(noisy, lambda img, sigma: bm3d.bm3d(img, sigma_psd=sigma_scale * sigma))
 
 
 def dipy_nlmeans(noisy: torch.Tensor, sigma_scale: float = 1.0, patch_radius: int = 1, block_radius: int = 5) -> torch.Tensor:
     """dipy's non-local means with Rician bias correction, ``sigma_scale`` times each image's estimated noise sigma."""
     from dipy.denoise.nlmeans import nlmeans
 
-    def denoise(img: np.ndarray) -> np.ndarray:
-        sigma = sigma_scale * max(float(estimate_sigma(img)), 1e-4)
-        return nlmeans(img[..., None], sigma=sigma, rician=True, patch_radius=patch_radius, block_radius=block_radius)[..., 0]
+    def denoise(img: np.ndarray, sigma: float) -> np.ndarray:
+        return nlmeans(img[..., None], sigma=sigma_scale * sigma, rician=True, patch_radius=patch_radius, block_radius=block_radius)[..., 0]
 
     return _per_image(noisy, denoise)
 
