@@ -11,6 +11,7 @@ image and over the head mask; parameter count; seconds per 256x256 slice on this
 
     python benchmarks/compare_methods.py --out benchmark_results           # full protocol (hours on 2 CPU cores)
     python benchmarks/compare_methods.py --quick --out /tmp/bench          # 2 settings, 3 methods, a few slices
+    python benchmarks/compare_methods.py --settings rician:0.10 --test-every 4 --out rician10   # one setting
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -50,8 +52,13 @@ OURS = f"unrolled Perona-Malik (ours)={ROOT / 'bundle/configs/inference.json'}:{
 METRICS = ("psnr", "ssim", "edge_mse", "head_psnr", "head_ssim", "head_edge_mse")
 
 
-def settings(quick: bool) -> list[tuple[str, float | None]]:
-    """``(noise model, s)`` pairs; ``("mixed", None)`` for the mixed setting."""
+def settings(chosen: list[str] | None, quick: bool) -> list[tuple[str, float | None]]:
+    """``(noise model, s)`` pairs from ``MODEL:S`` or ``mixed`` strings; ``("mixed", None)`` for mixed noise.
+
+    Default: every model at every level and mixed (``--quick``: Gaussian and Rician at 0.10).
+    """
+    if chosen:
+        return [("mixed", None) if c == "mixed" else (c.split(":")[0], float(c.split(":")[1])) for c in chosen]
     if quick:
         return [("gaussian", 0.10), ("rician", 0.10)]
     return [(m, s) for m in MODELS for s in SIGMAS] + [("mixed", None)]
@@ -90,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for results.md, results.csv, tuning.json, psnr_vs_sigma.png")
     parser.add_argument("--learned", action="append", help="NAME=CONFIG:WEIGHTS of a bundle network (repeatable; default: ours)")
     parser.add_argument("--methods", nargs="+", help="classical rows to run (default: all; in --quick: Gaussian smoothing and TV)")
+    parser.add_argument("--settings", nargs="+", help="noise settings as MODEL:S (e.g. rician:0.10) or mixed (default: all)")
     parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
     parser.add_argument("--val-every", type=int, default=2, help="tune on every n-th validation slice")
     parser.add_argument("--test-every", type=int, default=1, help="score every n-th test slice")
@@ -97,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    bad = [c for c in args.settings or [] if c != "mixed" and not re.fullmatch(rf"({'|'.join(MODELS)}):(0?\.\d+)", c)]
+    if bad:
+        parser.error(f"settings must be MODEL:S with MODEL in {MODELS}, or mixed; got {bad}")
     names = args.methods or (["Gaussian smoothing", "TV (scikit-image Chambolle)"] if args.quick else list(CLASSICAL))
     unknown = sorted(set(names) - set(CLASSICAL))
     if unknown:
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, tuning = [], {}
     psnr = denoising_metrics()["psnr"]
-    for model, sigma in settings(args.quick):
+    for model, sigma in settings(args.settings, args.quick):
         setting = label(model, sigma)
         print(f"{setting}: tuning {len(names)} methods on {len(val)} validation slices, scoring on {len(test)} test slices", flush=True)
         val_pairs, test_pairs = noisy_pairs(val, model, sigma), noisy_pairs(test, model, sigma)
