@@ -42,11 +42,19 @@ def test_each_baseline_denoises_a_real_slice(pair, method):
 
 def test_heat_equation_is_a_gaussian_blur_of_its_time(colin_slice):
     image = torch.as_tensor(colin_slice)[None]
-    out = heat_equation(image, time=1.3, neighbours=4)  # 6 steps of 1.3/6 <= 1/4
+    out = heat_equation(image, time=1.3, neighbours=4)  # 11 steps of 1.3/11 <= half the bound 1/4
     expected = gaussian_filter(colin_slice[0].astype(np.float64), np.sqrt(2 * 1.3))
     inner = (slice(20, -20), slice(20, -20))
     assert np.abs(out[0, 0].numpy()[inner] - expected[inner]).max() < 0.02
-    assert 1.3 / 6 <= max_step(4)
+    assert 1.3 / 11 <= max_step(4) / 2
+
+
+def test_heat_equation_damps_the_pixel_checkerboard():
+    """At the full step bound one explicit step maps a checkerboard to its negative; the baseline must damp it."""
+    checkerboard = torch.ones(1, 1, 32, 32)
+    checkerboard[..., ::2, 1::2] = checkerboard[..., 1::2, ::2] = -1
+    out = heat_equation(0.5 + 0.1 * checkerboard, time=0.25, neighbours=4)
+    assert (out - 0.5)[..., 4:-4, 4:-4].abs().max() < 0.02
 
 
 def test_tuning_picks_the_best_of_the_grid_and_bias_correction_helps_rician(colin_slice):
