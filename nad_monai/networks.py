@@ -153,6 +153,8 @@ class UnrolledPeronaMalik(nn.Module):
         noise_level_input: feed the noise level (given, or estimated by ``estimate_noise_sigma``)
             to the guidance and conduction nets, and scale the differences by it.
         step_fraction: initial ``lam_k / max_step(neighbours)``, in (0, 1).
+        detach_guidance: stop gradients into the guidance U-Net, so it never trains. This is the
+            seed project's defect, kept only to reproduce its variant in the benchmark's ablations.
 
     ``forward`` maps ``(N, 1, H, W)`` of any H, W, intensities in [0, 1], to the same shape;
     ``inspect`` also returns the gates and intermediate states. Without refinement the output
@@ -179,13 +181,14 @@ class UnrolledPeronaMalik(nn.Module):
         refinement: bool = True,
         noise_level_input: bool = True,
         step_fraction: float = 0.9,
+        detach_guidance: bool = False,
     ):
         super().__init__()
         self.max_step = max_step(neighbours)  # raises for anything but 4 or 8 neighbours
         if steps < 1 or not 0 < step_fraction < 1:
             raise ValueError(f"need steps >= 1 and 0 < step_fraction < 1, got {steps}, {step_fraction}")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
-        self.noise_level_input = noise_level_input
+        self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
         self.noise_floor = NOISE_FLOOR
         level = int(noise_level_input)
         self.guidance = GuidanceUNet(1 + level, guidance_channels, guidance_features) if guidance_channels else None
@@ -237,6 +240,8 @@ class UnrolledPeronaMalik(nn.Module):
         guidance: torch.Tensor | None = None
         if self.guidance is not None:
             guidance = self.guidance(torch.cat([x] + context, dim=1))
+            if self.detach_guidance:
+                guidance = guidance.detach()
             context.insert(0, guidance)
         lams = self.step_sizes()
         u = x
