@@ -1,38 +1,58 @@
-"""Compare learned denoisers with tuned classical ones on the demo test split: Markdown, CSV and a figure.
+"""Benchmark: tuned classical denoisers and learned peers trained on the same budget, scored on the demo test split.
 
-For each noise setting (Gaussian, Rician, speckle at s = 0.05, 0.10, 0.15, 0.20, and mixed), the
-test slices are corrupted deterministically (``nad_monai.evaluation.noisy_pairs``). Every classical
-method's parameters are grid-searched on validation slices of the same setting (mean PSNR; the grids
-and every score go to ``tuning.json``); on Rician settings each classical output is bias-corrected
-with ``sqrt(max(y^2 - 2 s^2, 0))`` (dipy's NLM corrects itself; on mixed settings nothing is, as a
-blind denoiser would not know the model). Learned rows are bundle networks given as
-``NAME=CONFIG:WEIGHTS``. Scores: PSNR, SSIM, Edge MSE (mean and std over slices), over the whole
-image and over the head mask; parameter count; seconds per 256x256 slice on this machine.
+One command trains every learned row that has no weights yet, tunes every classical row, scores all
+of them and writes the tables and figures:
 
-    python benchmarks/compare_methods.py --out benchmark_results           # full protocol (hours on 2 CPU cores)
-    python benchmarks/compare_methods.py --quick --out /tmp/bench          # 2 settings, 3 methods, a few slices
-    python benchmarks/compare_methods.py --settings rician:0.10 --test-every 4 --out rician10   # one setting
+    python benchmarks/compare_methods.py --out benchmarks/results          # full protocol (hours on 2 CPU cores)
+    python benchmarks/compare_methods.py --quick --out /tmp/bench          # reduced run (CI): a few slices and iterations
+    python benchmarks/compare_methods.py --settings rician:0.10 --rows ours dncnn --out bench   # part of it
+
+Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s = 0.05, 0.10, 0.15,
+0.20 and mixed noise, the test slices are corrupted deterministically (seeded by slice id).
+
+- Classical rows: parameters grid-searched per setting on the validation slices (mean PSNR; every
+  grid and score in ``tuning.json``). On Rician settings every output is bias-corrected with
+  ``sqrt(max(y^2 - 2 s^2, 0))`` (dipy's Rician NLM corrects itself; on mixed settings nothing is,
+  as a blind denoiser would not know the model).
+- Learned rows (``LEARNED``): each is trained from scratch by the bundle's own training workflow
+  (``bundle/configs/train.json`` with only ``network_def`` replaced): the same training slices,
+  crops, noise, loss, optimiser, schedule, seed and number of epochs. Weights, logs and the
+  override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
+  checkpoint, a finished one is reused.
+- The shipped bundle weights are scored too, as a row of their own (trained longer, see
+  ``bundle/docs/README.md``).
+
+Scores are cached per setting and row in ``OUT/scores/`` (a rerun only computes what changed).
+Outputs: ``results.md`` (main and ablation tables per setting), ``results.csv``, ``tuning.json``,
+``psnr_vs_sigma.png`` and ``crops_<noise>.png`` (zoomed crops of one slice per noise type);
+``benchmark_report.py`` writes them.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import hashlib
 import json
+import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
+from benchmark_report import example_path, write_outputs
 from nad_monai.baselines import GRIDS, METHODS, rician_bias_correction, tune
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images
 from nad_monai.metrics import denoising_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN_CONFIG = ROOT / "bundle" / "configs" / "train.json"
 PM_K = {"k": [0.02, 0.03, 0.05, 0.08, 0.12, 0.2]}
 CLASSICAL: dict[str, tuple[str, dict, dict]] = {
     "Gaussian smoothing": ("gaussian", {}, GRIDS["gaussian"]),
@@ -48,8 +68,45 @@ CLASSICAL: dict[str, tuple[str, dict, dict]] = {
 }
 """Classical rows: name -> (``nad_monai.baselines.METHODS`` key, fixed parameters, tuning grid)."""
 SELF_CORRECTING = {"dipy_nlmeans"}
-OURS = f"unrolled Perona-Malik (ours)={ROOT / 'bundle/configs/inference.json'}:{ROOT / 'bundle/models/model.pt'}"
-METRICS = ("psnr", "ssim", "edge_mse", "head_psnr", "head_ssim", "head_edge_mse")
+
+OURS = {"_target_": "nad_monai.UnrolledPeronaMalik"}
+"""Our network for the benchmark: the class defaults (8 steps, 8 neighbours, per-step conduction nets,
+guidance, refinement, noise-level input; 91,121 parameters)."""
+
+
+def _ablation(**changes) -> dict:
+    return {**OURS, **changes}
+
+
+LEARNED: dict[str, dict] = {
+    "ours": {"name": "unrolled Perona-Malik (ours)", "groups": ("main", "ablation"), "network_def": OURS},
+    "basic-unet": {
+        "name": "U-Net (MONAI BasicUNet, residual)",
+        "groups": ("main",),
+        "network_def": {
+            "_target_": "nad_monai.peers.ResidualDenoiser",
+            "net": {"_target_": "monai.networks.nets.BasicUNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1},
+        },
+    },
+    "dncnn": {"name": "DnCNN (17 layers)", "groups": ("main",), "network_def": {"_target_": "nad_monai.peers.DnCNN", "depth": 17}},
+    "seed-variant": {
+        "name": "seed variant (guidance detached, shared gates, 16 steps)",
+        "groups": ("main", "ablation"),
+        "network_def": _ablation(steps=16, shared=True, noise_level_input=False, detach_guidance=True, step_fraction=0.4),
+    },
+    "4-neighbours": {"name": "ours, 4 neighbours", "groups": ("ablation",), "network_def": _ablation(neighbours=4)},
+    "no-guidance": {"name": "ours, no guidance", "groups": ("ablation",), "network_def": _ablation(guidance_channels=0)},
+    "no-refinement": {"name": "ours, no refinement", "groups": ("ablation",), "network_def": _ablation(refinement=False)},
+    "k4": {"name": "ours, K = 4", "groups": ("ablation",), "network_def": _ablation(steps=4)},
+    "k16": {"name": "ours, K = 16", "groups": ("ablation",), "network_def": _ablation(steps=16)},
+    "shared": {"name": "ours, shared weights", "groups": ("ablation",), "network_def": _ablation(shared=True)},
+}
+"""Learned rows, by folder name: display name, table groups, and the ``network_def`` given to train.json.
+The seed variant follows the seed project (16 shared steps of lam = 0.05, guidance that never trains,
+no noise-level input); the ablations change one thing of ours each."""
+MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
+QUICK_TRAINING = {"epochs": 4, "batch_size": 4, "patch_size": [32, 32], "crops_per_slice": 1}
+"""Reduced training for ``--quick``: a few iterations on the smallest training volume, validated on the smallest validation volume."""
 
 
 def settings(chosen: list[str] | None, quick: bool) -> list[tuple[str, float | None]]:
@@ -68,19 +125,79 @@ def label(model: str, sigma: float | None) -> str:
     return "mixed, s 0.05-0.20" if sigma is None else f"{model} {sigma:.2f}"
 
 
-def learned(spec: str) -> tuple[str, torch.nn.Module]:
-    """``NAME=CONFIG:WEIGHTS`` -> (name, network in eval mode with the weights)."""
-    name, files = spec.split("=", 1)
-    config, weights = files.rsplit(":", 1)
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+def epoch_times(log: Path) -> dict[int, float]:
+    """Seconds of every completed training epoch (the last record of each, across resumed runs) in a bundle training log."""
+    times: dict[int, float] = {}
+    if log.is_file():
+        pattern = r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)"
+        for epoch, h, m, s in re.findall(pattern, log.read_text(errors="replace")):
+            times[int(epoch)] = int(h) * 3600 + int(m) * 60 + float(s)
+    return times
+
+
+def train_learned(key: str, out: Path, overrides: dict) -> dict:
+    """Train learned row ``key`` with the bundle's workflow unless done.
+
+    Returns ``{"epochs", "seconds", "epoch_median", "weights", "config"}``: epochs trained, training
+    seconds (summed over epochs, validation excluded), the median seconds of an epoch, the best
+    weights and the override config.
+
+    ``OUT/training/<key>/config.json`` holds the overrides of train.json (``network_def`` and
+    ``overrides``; the end-of-run comparison with PM and TV is switched off, as this benchmark makes
+    a fuller one); the run is ``python -m monai.bundle run training --config_file
+    "['bundle/configs/train.json', '<that file>']" --ckpt_dir <folder>/models --output_dir <folder>/runs``,
+    resumed from its last checkpoint if it stopped.
+    """
+    folder = out.resolve() / "training" / key
+    defaults = ConfigParser.load_config_file(TRAIN_CONFIG)
+    handlers = defaults["train"]["rank0_handlers"]
+    comparison = next(i for i, h in enumerate(handlers) if h.get("_target_", "").endswith("BaselineComparison"))
+    config = {"network_def": LEARNED[key]["network_def"], f"train#rank0_handlers#{comparison}#_disabled_": True, **overrides}
+    config_file, log = folder / "config.json", folder / "train.log"
+    if config_file.is_file() and json.loads(config_file.read_text()) != config:
+        raise SystemExit(f"{config_file}: trained with other settings than these; delete {folder} to retrain")
+    epochs = overrides.get("epochs") or defaults["epochs"]
+    if max(epoch_times(log), default=0) < epochs:
+        folder.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(config, indent=1))
+        resume = any((folder / "models").glob("checkpoint_*.pt"))
+        command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", repr([str(TRAIN_CONFIG), str(config_file)])]
+        command += ["--ckpt_dir", str(folder / "models"), "--output_dir", str(folder / "runs")]
+        command += ["--resume", "true"] if resume else []
+        print(f"  training {LEARNED[key]['name']} ({'resuming after' if resume else 'from'} epoch {max(epoch_times(log), default=0)} of {epochs}); log: {log}", flush=True)
+        with open(log, "a") as f:
+            result = subprocess.run(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        if result.returncode != 0 or max(epoch_times(log), default=0) < epochs:
+            raise SystemExit(f"{log}: training {key} failed (exit {result.returncode}, {max(epoch_times(log), default=0)} of {epochs} epochs); see the log")
+    times = list(epoch_times(log).values())
+    return {"epochs": len(times), "seconds": sum(times), "epoch_median": statistics.median(times), "weights": folder / "models" / "model.pt", "config": config_file}
+
+
+def classical_denoiser(method: str, params: dict, correct: float | None):
+    """``METHODS[method]`` with ``params``, its output Rician-bias-corrected for noise level ``correct`` unless None."""
+
+    def denoise(x: torch.Tensor) -> torch.Tensor:
+        out = METHODS[method](x, **params)
+        return out if correct is None else rician_bias_correction(out, correct)
+
+    return denoise
+
+
+def load_network(config_files: list[Path], weights: Path) -> torch.nn.Module:
+    """The ``network_def`` of the bundle config(s) in eval mode, with the state dict at ``weights``."""
     parser = ConfigParser()
-    parser.read_config(config)
+    parser.read_config([str(f) for f in config_files])
     net = parser.get_parsed_content("network_def").eval()
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
-    return name, net
+    return net
 
 
 def seconds_per_slice(denoise, repeats: int) -> float:
-    """Median seconds to denoise one noisy 256x256 crop of a real MR slice."""
+    """Median seconds to denoise one 256x256 image (noisy mid-grey), after one warm-up call."""
     x = (torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(0)) * 0.1 + 0.3).clamp(0, 1)
     with torch.inference_mode():
         denoise(x)
@@ -92,118 +209,184 @@ def seconds_per_slice(denoise, repeats: int) -> float:
     return statistics.median(times)
 
 
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+class ScoreCache:
+    """Per-image scores of one row on one setting, in ``OUT/scores/<setting>/<row>.json``, keyed by what produced them."""
+
+    def __init__(self, out: Path):
+        self.out = out / "scores"
+
+    def path(self, setting: str, name: str) -> Path:
+        return self.out / slug(setting) / f"{slug(name)}.json"
+
+    def get(self, setting: str, name: str, key: dict) -> dict | None:
+        path = self.path(setting, name)
+        if path.is_file():
+            record = json.loads(path.read_text())
+            if record["key"] == key:
+                return record
+        return None
+
+    def put(self, setting: str, name: str, key: dict, record: dict) -> dict:
+        path = self.path(setting, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"key": key, **record}))
+        tmp.replace(path)
+        return record
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for results.md, results.csv, tuning.json, psnr_vs_sigma.png")
-    parser.add_argument("--learned", action="append", help="NAME=CONFIG:WEIGHTS of a bundle network (repeatable; default: ours)")
-    parser.add_argument("--methods", nargs="+", help="classical rows to run (default: all; in --quick: Gaussian smoothing and TV)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the tables, figures, training runs and score cache")
+    parser.add_argument("--rows", nargs="*", help=f"learned rows to train and score (default: all; --quick: {' '.join(MAIN_ROWS)}); from {list(LEARNED)}")
+    parser.add_argument("--learned", action="append", default=[], help="extra row NAME=CONFIG:WEIGHTS of a bundle network (repeatable)")
+    parser.add_argument("--no-shipped", action="store_true", help="do not score the shipped bundle weights")
+    parser.add_argument("--methods", nargs="*", help="classical rows (default: all; --quick: Gaussian smoothing and TV)")
     parser.add_argument("--settings", nargs="+", help="noise settings as MODEL:S (e.g. rician:0.10) or mixed (default: all)")
+    parser.add_argument("--epochs", type=int, help="training epochs of every learned row (default: train.json's)")
     parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
     parser.add_argument("--val-every", type=int, default=2, help="tune on every n-th validation slice")
     parser.add_argument("--test-every", type=int, default=1, help="score every n-th test slice")
-    parser.add_argument("--quick", action="store_true", help="2 settings, 2 classical rows, 3 validation and 4 test slices")
+    parser.add_argument("--quick", action="store_true", help="2 settings, 2 classical rows, 3 validation and 4 test slices, learned rows trained a few iterations")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     bad = [c for c in args.settings or [] if c != "mixed" and not re.fullmatch(rf"({'|'.join(MODELS)}):(0?\.\d+)", c)]
     if bad:
         parser.error(f"settings must be MODEL:S with MODEL in {MODELS}, or mixed; got {bad}")
-    names = args.methods or (["Gaussian smoothing", "TV (scikit-image Chambolle)"] if args.quick else list(CLASSICAL))
-    unknown = sorted(set(names) - set(CLASSICAL))
+    names = args.methods if args.methods is not None else (["Gaussian smoothing", "TV (scikit-image Chambolle)"] if args.quick else list(CLASSICAL))
+    keys = args.rows if args.rows is not None else list(MAIN_ROWS if args.quick else LEARNED)
+    unknown = sorted(set(names) - set(CLASSICAL)) + sorted(set(keys) - set(LEARNED))
     if unknown:
-        parser.error(f"unknown methods {unknown}; choose from {sorted(CLASSICAL)}")
-    nets = [learned(spec) for spec in (args.learned or [OURS])]
+        parser.error(f"unknown rows {unknown}; classical: {sorted(CLASSICAL)}; learned: {sorted(LEARNED)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    if args.quick:
+        overrides = {**QUICK_TRAINING, **overrides, "dataset_dir": str(quick_datalist(args.out, args.datalist))}
+    nets, info = {}, {}
+    for key in keys:
+        run = train_learned(key, args.out, overrides)
+        name = LEARNED[key]["name"]
+        nets[name] = load_network([TRAIN_CONFIG, run["config"]], run["weights"])
+        info[name] = {"groups": LEARNED[key]["groups"], "weights": run["weights"], "epochs": run["epochs"]}
+        info[name].update(training_seconds=round(run["seconds"]), epoch_seconds_median=round(run["epoch_median"], 1))
+    extra = [spec.split("=", 1) for spec in args.learned]
+    if not args.no_shipped:
+        version = json.loads((ROOT / "bundle/configs/metadata.json").read_text())["version"]
+        extra.append((f"ours, shipped bundle weights ({version})", f"{ROOT / 'bundle/configs/inference.json'}:{ROOT / 'bundle/models/model.pt'}"))
+    for name, files in extra:
+        config, weights = files.rsplit(":", 1)
+        nets[name] = load_network([Path(config)], Path(weights))
+        info[name] = {"groups": ("main",), "weights": Path(weights)}
+
     val = slice_items("nifti", args.datalist, "validation")[:: args.val_every]
     test = slice_items("nifti", args.datalist, "test")[:: args.test_every]
     if args.quick:
         val, test = val[:3], test[:: max(1, len(test) // 4)][:4]
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    speed = {name: seconds_per_slice(net, 3) for name, net in nets}  # classical rows: timed with their tuned parameters below
-    params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets}
-
+    example = test[len(test) // 2]["id"]
     rows, tuning = [], {}
-    psnr = denoising_metrics()["psnr"]
     for model, sigma in settings(args.settings, args.quick):
-        setting = label(model, sigma)
-        print(f"{setting}: tuning {len(names)} methods on {len(val)} validation slices, scoring on {len(test)} test slices", flush=True)
-        val_pairs, test_pairs = noisy_pairs(val, model, sigma), noisy_pairs(test, model, sigma)
-        scored = {"noisy input": score_images(test_pairs, lambda x: x)}
-        tuning[setting] = {}
-        for name in names:
-            key, fixed, grid_ = CLASSICAL[name]
-            correct = sigma if model == "rician" and key not in SELF_CORRECTING else None
+        setting_rows, tuning[label(model, sigma)] = score_setting(args.out, model, sigma, names, nets, info, val, test, example, args.quick)
+        rows += setting_rows
+    epochs = {n: i["epochs"] for n, i in info.items() if "epochs" in i}
+    write_outputs(args.out, rows, tuning, {"validation": len(val), "test": len(test), "example": example, "epochs": epochs})
+
+
+def score_setting(
+    out: Path, model: str, sigma: float | None, names: list[str], nets: dict, info: dict, val: list[dict], test: list[dict], example: str, quick: bool
+) -> tuple[list[dict], dict]:
+    """Tune the classical rows ``names`` on ``val`` and score them and ``nets`` on ``test`` for one noise setting.
+
+    Scores come from the cache when what produced them is unchanged; the denoised ``example`` slice
+    of every row is saved for the crop figures. Returns the table rows and the tuning record.
+    """
+    setting = label(model, sigma)
+    print(f"{setting}: {len(names)} classical rows tuned on {len(val)} validation slices, {len(nets)} learned rows; {len(test)} test slices", flush=True)
+    val_pairs, test_pairs = noisy_pairs(val, model, sigma), noisy_pairs(test, model, sigma)
+    test_ids = [item["id"] for item in test]
+    cache, psnr = ScoreCache(out), denoising_metrics()["psnr"]
+    denoisers, fresh, results, tuning = {}, set(), {}, {}
+
+    def scored(name: str, key: dict, denoise, extra: dict | None = None, timed: bool = True) -> None:
+        denoisers[name] = denoise
+        record = cache.get(setting, name, key)
+        if record is None:
+            start = time.perf_counter()
+            values = score_images(test_pairs, denoise)
+            record = {
+                "metrics": {m: v.tolist() for m, v in values.items()},
+                "seconds_per_256x256": seconds_per_slice(denoise, 1 if quick else 3) if timed else None,
+                "scoring_seconds": time.perf_counter() - start,
+                **(extra or {}),
+            }
+            record = cache.put(setting, name, key, record)
+            fresh.add(name)
+        results[name] = record
+
+    scored("noisy input", {"ids": test_ids}, lambda x: x, timed=False)
+    for name in names:
+        method, fixed, grid_ = CLASSICAL[name]
+        correct = sigma if model == "rician" and method not in SELF_CORRECTING else None
+        params = {**{k: [v] for k, v in fixed.items()}, **grid_}
+        key = {"ids": test_ids, "val_ids": [i["id"] for i in val], "grid": params, "correct": correct}
+        record = cache.get(setting, name, key)
+        if record is None:
             best, best_score = tune(
-                key,
+                method,
                 [p[0] for p in val_pairs],
                 [p[1] for p in val_pairs],
                 lambda y, c: float(psnr(y.clamp(0, 1), c).mean()),
-                {**{k: [v] for k, v in fixed.items()}, **grid_},
+                params,
                 correct=[correct] * len(val_pairs),
             )
-            tuning[setting][name] = {"best": best, "validation_psnr": best_score, "grid": {k: list(v) for k, v in grid_.items()}}
+            record = {"best": best, "validation_psnr": best_score}
+        scored(name, key, classical_denoiser(method, record["best"], correct), {"best": record["best"], "validation_psnr": record["validation_psnr"]})
+        tuning[name] = {"best": record["best"], "validation_psnr": record["validation_psnr"], "grid": {k: list(v) for k, v in grid_.items()}}
+    for name, net in nets.items():
+        scored(name, {"ids": test_ids, "weights": file_digest(info[name]["weights"])}, net)
 
-            def denoise(x, key=key, best=best, correct=correct):
-                out = METHODS[key](x, **best)
-                return out if correct is None else rician_bias_correction(out, correct)
+    noisy, clean, _ = next(p for p in test_pairs if p[2] == example)
+    np.save(example_path(out, setting, "clean"), clean[0, 0].numpy())
+    for name, denoise in denoisers.items():  # the example slice of the crop figures, for rows scored now or never saved
+        path = example_path(out, setting, name)
+        if name in fresh or not path.is_file():
+            with torch.inference_mode():
+                np.save(path, denoise(noisy).clamp(0, 1)[0, 0].numpy())
 
-            scored[name] = score_images(test_pairs, denoise)
-            speed.setdefault(name, seconds_per_slice(denoise, 1 if args.quick else 3))  # parameters tuned on the first setting
-        for name, net in nets:
-            scored[name] = score_images(test_pairs, net)
-        for name, values in scored.items():
-            row = {"setting": setting, "method": name, "parameters": params.get(name, ""), "seconds_per_256x256": speed.get(name, "")}
-            for metric in METRICS:
-                row[f"{metric}_mean"], row[f"{metric}_std"] = float(values[metric].mean()), float(values[metric].std())
-            rows.append(row)
-        print(f"  {setting}: " + ", ".join(f"{r['method']} {r['psnr_mean']:.2f}" for r in rows if r["setting"] == setting), flush=True)
-
-    write_outputs(args.out, rows, tuning, len(val), len(test))
-
-
-def write_outputs(out: Path, rows: list[dict], tuning: dict, n_val: int, n_test: int) -> None:
-    """``results.csv``, ``results.md`` (one table per setting), ``tuning.json`` and ``psnr_vs_sigma.png``."""
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "tuning.json").write_text(json.dumps(tuning, indent=1))
-    lines = [f"Test split: {n_test} slices; classical parameters tuned on {n_val} validation slices (tuning.json).", ""]
-    for setting in dict.fromkeys(r["setting"] for r in rows):
-        lines += [
-            f"### {setting}",
-            "",
-            "| method | parameters | s / 256x256 slice | PSNR (dB) | SSIM | Edge MSE | head PSNR | head SSIM | head Edge MSE |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in (r for r in rows if r["setting"] == setting):
-            cells = [f"{r[f'{m}_mean']:.2f} ± {r[f'{m}_std']:.2f}" if "psnr" in m else f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" if "ssim" in m else f"{r[f'{m}_mean']:.4f} ± {r[f'{m}_std']:.4f}" for m in METRICS]
-            seconds = f"{r['seconds_per_256x256']:.3f}" if r["seconds_per_256x256"] != "" else ""
-            lines.append(f"| {r['method']} | {r['parameters']} | {seconds} | " + " | ".join(cells) + " |")
-        lines.append("")
-    (out / "results.md").write_text("\n".join(lines))
-    plot_psnr_vs_sigma(out / "psnr_vs_sigma.png", rows)
+    rows = []
+    for name, record in results.items():
+        row = {
+            "setting": setting,
+            "method": name,
+            "groups": " ".join(info.get(name, {}).get("groups", ("main",))),
+            "parameters": sum(p.numel() for p in nets[name].parameters()) if name in nets else "",
+            "seconds_per_256x256": record["seconds_per_256x256"] if record["seconds_per_256x256"] is not None else "",
+        }
+        row.update({k: info.get(name, {}).get(k, "") for k in ("training_seconds", "epoch_seconds_median")})
+        for metric, values in record["metrics"].items():
+            row[f"{metric}_mean"], row[f"{metric}_std"] = float(np.mean(values)), float(np.std(values))
+        rows.append(row)
+    print(f"  {setting}: " + ", ".join(f"{r['method']} {r['psnr_mean']:.2f}" for r in rows), flush=True)
+    return rows, tuning
 
 
-def plot_psnr_vs_sigma(path: Path, rows: list[dict]) -> None:
-    """One panel per noise model: test PSNR against s for every method."""
-    import matplotlib
+def quick_datalist(out: Path, datalist: str) -> Path:
+    """A datalist of the smallest training and the smallest validation volume of ``datalist`` (for ``--quick``)."""
+    full = json.loads(Path(datalist).read_text())
+    base = Path(datalist).resolve().parent
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def smallest(split: str) -> dict:
+        items = [{**i, "image": str(base / i["image"])} for i in full[split]]
+        return min(items, key=lambda i: Path(i["image"]).stat().st_size)
 
-    models = [m for m in MODELS if any(r["setting"].startswith(m) for r in rows)]
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
-    for ax, model in zip(axes[0], models):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            points = sorted((float(r["setting"].split()[1]), r["psnr_mean"]) for r in rows if r["method"] == method and r["setting"].startswith(model))
-            ax.plot(*zip(*points), marker="o", label=method)
-        ax.set(title=f"{model} noise", xlabel="s (fraction of the intensity range)", ylabel="test PSNR (dB)")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = out / "quick_datalist.json"
+    path.write_text(json.dumps({"training": [smallest("training")], "validation": [smallest("validation")]}, indent=1))
+    return path
 
 
 if __name__ == "__main__":

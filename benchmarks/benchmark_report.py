@@ -1,0 +1,237 @@
+"""Tables and figures of ``compare_methods.py``: results.md, results.csv, tuning.json, psnr_vs_sigma.png, crops_<noise>.png.
+
+Rows are dictionaries with ``setting``, ``method``, ``groups`` ("main" and/or "ablation"),
+``parameters``, ``seconds_per_256x256``, ``training_seconds`` and ``<metric>_mean`` / ``<metric>_std``
+for every metric in ``METRICS``. The denoised example slice of every row is a ``.npy`` file under
+``OUT/examples/<setting>/`` (``example_path``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from nad_monai.evaluation import MODELS
+
+METRICS = ("psnr", "ssim", "edge_mse", "head_psnr", "head_ssim", "head_edge_mse")
+OURS = "unrolled Perona-Malik (ours)"
+GOAL_SETTING = "rician 0.10"
+CROP = 72
+"""Side of the zoomed square of the crop figures, in pixels."""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+def example_path(out: Path, setting: str, name: str) -> Path:
+    """Where the denoised example slice of row ``name`` on ``setting`` is kept (``(H, W)`` float32 in [0, 1])."""
+    folder = out / "examples" / _slug(setting)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{_slug(name)}.npy"
+
+
+def _cell(row: dict, metric: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    digits = 2 if "psnr" in metric else 3 if "ssim" in metric else 4
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _seconds(value) -> str:
+    return "" if value == "" else f"{value:.3f}"
+
+
+def _training(row: dict) -> str:
+    if row.get("training_seconds", "") == "":
+        return ""
+    return f"{row['training_seconds'] / 60:.1f} ({row['epoch_seconds_median']:.0f})"
+
+
+def table(rows: list[dict]) -> list[str]:
+    """A Markdown table of full rows: parameters, speed, training time and every metric as mean ± std."""
+    lines = [
+        "| method | parameters | s / 256x256 slice | training: min (s / epoch) | PSNR (dB) | SSIM | Edge MSE | head PSNR | head SSIM | head Edge MSE |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['parameters']} | {_seconds(r['seconds_per_256x256'])} | {_training(r)} | "
+            + " | ".join(_cell(r, m) for m in METRICS)
+            + " |"
+        )
+    return lines
+
+
+def summary_table(rows: list[dict], metric: str = "psnr") -> list[str]:
+    """Methods x settings of one metric's mean; the best value of each column in bold."""
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    value = {(r["method"], r["setting"]): r[f"{metric}_mean"] for r in rows}
+    lower_better = "edge_mse" in metric
+    best = {s: (min if lower_better else max)(v for (m, s2), v in value.items() if s2 == s and m != "noisy input") for s in settings}
+    lines = ["| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
+    for m in methods:
+        cells = []
+        for s in settings:
+            v = value.get((m, s))
+            text = "" if v is None else f"{v:.2f}" if "psnr" in metric else f"{v:.4f}"
+            cells.append(f"**{text}**" if v is not None and v == best[s] else text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def goal_check(rows: list[dict]) -> list[str]:
+    """The benchmark issue's goal on Rician s = 0.10, measured: ours vs BM3D + 1 dB, vs the U-Net and DnCNN, parameters, Edge MSE."""
+    at = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and "main" in r["groups"]}
+    if OURS not in at:
+        return []
+    ours = at[OURS]
+    lines = [f"Goal on {GOAL_SETTING} (whole-image means over the test slices):", ""]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    bm3d = at.get("BM3D (bm3d package)")
+    if bm3d:
+        gap = ours["psnr_mean"] - bm3d["psnr_mean"]
+        lines.append(f"- ours >= bias-corrected BM3D + 1 dB: {ours['psnr_mean']:.2f} vs {bm3d['psnr_mean']:.2f} dB ({gap:+.2f} dB): {verdict(gap >= 1)}")
+    for peer in ("U-Net (MONAI BasicUNet, residual)", "DnCNN (17 layers)"):
+        if peer in at:
+            gap = ours["psnr_mean"] - at[peer]["psnr_mean"]
+            ratio = ours["parameters"] / at[peer]["parameters"]
+            lines.append(f"- ours >= {peer}: {ours['psnr_mean']:.2f} vs {at[peer]['psnr_mean']:.2f} dB ({gap:+.2f} dB), parameters {ratio:.3f} of theirs: {verdict(gap >= 0)}")
+    others = {m: r["edge_mse_mean"] for m, r in at.items() if m != "noisy input" and not m.startswith(("ours", "unrolled"))}
+    if others:
+        best = min(others, key=others.get)
+        lines.append(f"- lowest Edge MSE of all other methods' rows: ours {ours['edge_mse_mean']:.4f}, best other {best} {others[best]:.4f}: {verdict(ours['edge_mse_mean'] < others[best])}")
+    return lines + [""]
+
+
+def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None:
+    """Write ``results.csv``, ``tuning.json``, ``results.md`` and the figures into ``out`` (each file through a rename)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = out / ".results.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / "results.csv")
+    _write(out / "tuning.json", json.dumps(tuning, indent=1))
+    epochs = sorted(set(meta["epochs"].values()))
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Test split: {meta['test']} slices; classical parameters tuned per setting on {meta['validation']} validation "
+        f"slices (`tuning.json`); learned rows trained by the bundle's workflow for {', '.join(map(str, epochs)) or '-'} epochs "
+        "each on the same data; mean ± std over test slices; head = inside the head mask.",
+        "",
+        *goal_check(rows),
+        "## PSNR (dB) by setting",
+        "",
+        *summary_table([r for r in rows if "main" in r["groups"]]),
+        "",
+    ]
+    for group, title in (("main", "Main table"), ("ablation", "Ablations")):
+        chosen = [r for r in rows if group in r["groups"] or (group == "ablation" and r["method"] == "noisy input")]
+        if not any(group in r["groups"] for r in chosen if r["method"] != "noisy input"):
+            continue
+        lines += [f"## {title}", ""]
+        if group == "ablation":
+            lines += ["### PSNR (dB) by setting", "", *summary_table(chosen), ""]
+        for setting in dict.fromkeys(r["setting"] for r in chosen):
+            lines += [f"### {setting}", "", *table([r for r in chosen if r["setting"] == setting]), ""]
+    _write(out / "results.md", "\n".join(lines))
+    main_rows = [r for r in rows if "main" in r["groups"]]
+    plot_psnr_vs_sigma(out / "psnr_vs_sigma.png", main_rows)
+    for setting in dict.fromkeys(r["setting"] for r in main_rows):
+        if setting.endswith("0.10") or setting.startswith("mixed"):
+            plot_crops(out, setting, [r["method"] for r in main_rows if r["setting"] == setting], meta["example"])
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _savefig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_psnr_vs_sigma(path: Path, rows: list[dict]) -> None:
+    """One panel per noise model: test PSNR against s for every method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in MODELS if any(r["setting"].startswith(m) for r in rows)]
+    if not models:
+        return
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5), squeeze=False)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, len(methods)))
+    for ax, model in zip(axes[0], models):
+        for method, colour in zip(methods, colours):
+            points = sorted((float(r["setting"].split()[1]), r["psnr_mean"]) for r in rows if r["method"] == method and r["setting"].startswith(model))
+            style = {"linewidth": 2.5, "color": "black"} if method == OURS else {"color": colour}
+            ax.plot(*zip(*points), marker="o", label=method, **style)
+        ax.set(title=f"{model} noise", xlabel="s (fraction of the intensity range)", ylabel="test PSNR (dB)")
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.035 * len(methods) / 3))
+    fig.tight_layout()
+    _savefig(fig, path)
+
+
+def _crop_window(clean: np.ndarray) -> tuple[slice, slice]:
+    """The ``CROP``-pixel square with the most edge energy (mean gradient magnitude) of the clean slice."""
+    gy, gx = np.gradient(clean)
+    energy = np.hypot(gy, gx)
+    best, where = -1.0, (0, 0)
+    step = CROP // 4
+    for i in range(0, max(1, clean.shape[0] - CROP + 1), step):
+        for j in range(0, max(1, clean.shape[1] - CROP + 1), step):
+            e = energy[i : i + CROP, j : j + CROP].mean()
+            if e > best:
+                best, where = e, (i, j)
+    return slice(where[0], where[0] + CROP), slice(where[1], where[1] + CROP)
+
+
+def plot_crops(out: Path, setting: str, methods: list[str], example: str) -> None:
+    """``crops_<setting>.png``: the clean slice with the zoom box, then the zoomed square of every method with its slice PSNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    clean = np.load(example_path(out, setting, "clean"))
+    rows_, cols_ = _crop_window(clean)
+    panels = [(m, np.load(example_path(out, setting, m))) for m in methods if example_path(out, setting, m).is_file()]
+    n = len(panels) + 1
+    ncols = min(n, 6)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    first = axes.flat[0]
+    first.imshow(np.rot90(clean), cmap="gray", vmin=0, vmax=1)
+    # np.rot90 shows array pixel (i, j) at x = i, y = W - 1 - j
+    first.add_patch(Rectangle((rows_.start, clean.shape[1] - cols_.stop), CROP, CROP, fill=False, edgecolor="yellow", linewidth=1.2))
+    first.set_title(f"clean, {example.split('#')[-1]}", fontsize=7)
+    for ax, (name, img) in zip(list(axes.flat)[1:], panels):
+        psnr = 10 * np.log10(1.0 / max(float(np.mean((img - clean) ** 2)), 1e-12))
+        ax.imshow(np.rot90(img[rows_, cols_]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{name}\n{psnr:.2f} dB", fontsize=7, fontweight="bold" if name == OURS else "normal")
+    fig.suptitle(f"Colin27 test slice, {setting}: {CROP}x{CROP} crops (PSNR of the whole slice)", fontsize=9)
+    fig.tight_layout()
+    _savefig(fig, out / f"crops_{_slug(setting)}.png")
