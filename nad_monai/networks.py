@@ -155,6 +155,11 @@ class UnrolledPeronaMalik(nn.Module):
         step_fraction: initial ``lam_k / max_step(neighbours)``, in (0, 1).
         detach_guidance: stop gradients into the guidance U-Net, so it never trains. This is the
             seed project's defect, kept only to reproduce its variant in the benchmark's ablations.
+        rician_correction: end with a learned, blind Rician bias correction
+            ``y <- sqrt(max(y**2 - 2 r sigma**2, 0))``, ``r = 2 sigmoid(conv1x1([u_K, x, g]))`` in
+            [0, 2] per pixel (the classical correction is ``r = 1`` with the noise model known;
+            r up to 2 absorbs the noise estimate's shortfall in Rayleigh background). Needs
+            ``noise_level_input``.
 
     ``forward`` maps ``(N, 1, H, W)`` of any H, W, intensities in [0, 1], to the same shape;
     ``inspect`` also returns the gates and intermediate states. Without refinement the output
@@ -182,11 +187,14 @@ class UnrolledPeronaMalik(nn.Module):
         noise_level_input: bool = True,
         step_fraction: float = 0.9,
         detach_guidance: bool = False,
+        rician_correction: bool = False,
     ):
         super().__init__()
         self.max_step = max_step(neighbours)  # raises for anything but 4 or 8 neighbours
         if steps < 1 or not 0 < step_fraction < 1:
             raise ValueError(f"need steps >= 1 and 0 < step_fraction < 1, got {steps}, {step_fraction}")
+        if rician_correction and not noise_level_input:
+            raise ValueError("rician_correction needs noise_level_input: the correction scales with the noise level")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
         self.noise_floor = NOISE_FLOOR
@@ -206,6 +214,10 @@ class UnrolledPeronaMalik(nn.Module):
         logit = torch.logit(torch.tensor(step_fraction))
         self.step_logits = nn.Parameter(torch.full((steps,), float(logit)))
         self.refinement = Refinement(2 + guidance_channels) if refinement else None
+        self.bias_gate = nn.Conv2d(2 + guidance_channels, 1, 1) if rician_correction else None
+        if self.bias_gate is not None:
+            nn.init.zeros_(self.bias_gate.weight)
+            nn.init.constant_(self.bias_gate.bias, -3.0)  # r ~ 0.1: almost no correction before training
         self.register_buffer("weights", direction_weights(neighbours), persistent=False)
 
     def step_sizes(self) -> torch.Tensor:
@@ -254,9 +266,13 @@ class UnrolledPeronaMalik(nn.Module):
             if keep:
                 gates.append(c)
                 states.append(u)
+        features = torch.cat([u, x] if guidance is None else [u, x, guidance], dim=1)
         if self.refinement is not None:
-            extra = [u, x] if guidance is None else [u, x, guidance]
-            u = u + self.refinement(torch.cat(extra, dim=1))
+            u = u + self.refinement(features)
+        if self.bias_gate is not None:
+            assert sigma is not None  # rician_correction implies noise_level_input
+            r = 2.0 * torch.sigmoid(self.bias_gate(features))
+            u = torch.sqrt(torch.clamp(u.clamp(min=0) ** 2 - 2.0 * r * sigma.to(x).view(-1, 1, 1, 1) ** 2, min=1e-6))
         return u, gates, states, guidance, None if sigma is None else sigma.view(-1)
 
 

@@ -10,6 +10,7 @@ from conftest import DEVICES, load_volume
 from nad_monai.diffusion import max_step
 from nad_monai.losses import DenoisingLoss
 from nad_monai.metrics import denoising_metrics
+from nad_monai.baselines import rician_bias_correction
 from nad_monai.networks import NETWORKS, UnrolledPeronaMalik, estimate_noise_sigma, get_network
 from transforms import RandRicianCorruption
 
@@ -22,6 +23,7 @@ CONFIGS = [
     {"noise_level_input": False},
     {"conduction_features": (16, 16), "conduction_kernel_sizes": (3, 1), "conduction_padding": "zeros"},
     {"steps": 4, "conduction_padding": "zeros"},
+    {"rician_correction": True},
 ]
 
 
@@ -88,6 +90,27 @@ def test_fast_options_shrink_the_conduction_nets_and_script():
     scripted = torch.jit.script(net.eval())
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x))
+
+
+def test_learned_rician_correction_is_the_classical_one_at_r_1_and_scripts(colin_slice):
+    net = perturbed(UnrolledPeronaMalik(steps=3, rician_correction=True), seed=1, scale=0.1).eval()
+    plain = UnrolledPeronaMalik(steps=3).eval()
+    assert set(plain.load_state_dict(net.state_dict(), strict=False).unexpected_keys) == {"bias_gate.weight", "bias_gate.bias"}
+    with torch.no_grad():
+        net.bias_gate.weight.zero_()
+        net.bias_gate.bias.zero_()  # r = 2 sigmoid(0) = 1 everywhere
+    noise = RandRicianCorruption(sigma=0.1)
+    noise.set_random_state(seed=0)
+    x = torch.as_tensor(noise(colin_slice))[None]
+    sigma = torch.tensor([0.1])
+    with torch.no_grad():
+        expected = rician_bias_correction(plain(x, sigma).clamp(min=0), 0.1)
+        torch.testing.assert_close(net(x, sigma), expected.clamp(min=1e-3), atol=1e-5, rtol=1e-5)
+        background = x[0, 0] < 0.05
+        assert net(x, sigma)[0, 0][background].mean() < x[0, 0][background].mean() / 2  # Rayleigh mean s sqrt(pi / 2) removed
+        torch.testing.assert_close(torch.jit.script(net)(x, sigma), net(x, sigma))
+    with pytest.raises(ValueError, match="needs noise_level_input"):
+        UnrolledPeronaMalik(rician_correction=True, noise_level_input=False)
 
 
 @pytest.mark.parametrize(
