@@ -1,6 +1,6 @@
 """Tables and figures of ``compare_methods.py``: results.md, results.csv, tuning.json, psnr_vs_sigma.png, crops_<noise>.png.
 
-Rows are dictionaries with ``setting``, ``method``, ``groups`` ("main" and/or "ablation"),
+Rows are dictionaries with ``setting``, ``method``, ``groups`` (space-separated: "main", "ablation", "tried"),
 ``parameters``, ``seconds_per_256x256``, ``training_seconds`` and ``<metric>_mean`` / ``<metric>_std``
 for every metric in ``METRICS``. The denoised example slice of every row is a ``.npy`` file under
 ``OUT/examples/<setting>/`` (``example_path``).
@@ -33,6 +33,10 @@ def example_path(out: Path, setting: str, name: str) -> Path:
     folder = out / "examples" / _slug(setting)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{_slug(name)}.npy"
+
+
+def in_group(row: dict, group: str) -> bool:
+    return group in row["groups"].split()
 
 
 def _cell(row: dict, metric: str) -> str:
@@ -72,7 +76,7 @@ def summary_table(rows: list[dict], metric: str = "psnr") -> list[str]:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     value = {(r["method"], r["setting"]): r[f"{metric}_mean"] for r in rows}
     lower_better = "edge_mse" in metric
-    best = {s: (min if lower_better else max)(v for (m, s2), v in value.items() if s2 == s and m != "noisy input") for s in settings}
+    best = {s: (min if lower_better else max)((v for (m, s2), v in value.items() if s2 == s and m != "noisy input"), default=None) for s in settings}
     lines = ["| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
     for m in methods:
         cells = []
@@ -86,7 +90,7 @@ def summary_table(rows: list[dict], metric: str = "psnr") -> list[str]:
 
 def goal_check(rows: list[dict]) -> list[str]:
     """The benchmark issue's goal on Rician s = 0.10, measured: ours vs BM3D + 1 dB, vs the U-Net and DnCNN, parameters, Edge MSE."""
-    at = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and "main" in r["groups"]}
+    at = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and in_group(r, "main")}
     if OURS not in at:
         return []
     ours = at[OURS]
@@ -111,6 +115,17 @@ def goal_check(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def grid_edges(tuning: dict) -> list[str]:
+    """``"setting: method param=value"`` for every tuned parameter that sits at an end of a grid of 3 or more values."""
+    found = []
+    for setting, methods in tuning.items():
+        for method, record in methods.items():
+            for param, values in record["grid"].items():
+                if len(values) >= 3 and record["best"][param] in (values[0], values[-1]):
+                    found.append(f"{setting}: {method} {param}={record['best'][param]}")
+    return found
+
+
 def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None:
     """Write ``results.csv``, ``tuning.json``, ``results.md`` and the figures into ``out`` (each file through a rename)."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
@@ -121,31 +136,37 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
         writer.writerows(rows)
     tmp.replace(out / "results.csv")
     _write(out / "tuning.json", json.dumps(tuning, indent=1))
-    epochs = sorted(set(meta["epochs"].values()))
+    main_learned = {r["method"] for r in rows if in_group(r, "main")}
+    epochs = sorted({e for name, e in meta["epochs"].items() if name in main_learned})
     lines = [
         "# Benchmark results",
         "",
         f"Test split: {meta['test']} slices; classical parameters tuned per setting on {meta['validation']} validation "
         f"slices (`tuning.json`); learned rows trained by the bundle's workflow for {', '.join(map(str, epochs)) or '-'} epochs "
-        "each on the same data; mean ± std over test slices; head = inside the head mask.",
+        "each on the same data; mean ± std over test slices; head = inside the head mask. "
+        "Seconds per slice and per training epoch were measured on a shared 2-core CPU.",
         "",
+        *(["The shipped row is the bundle's own model (`bundle/configs/inference.json`: 4 steps, faster), trained longer than this "
+           "budget (`bundle/docs/README.md`).", ""] if any(r["method"].startswith("ours, shipped") for r in rows) else []),
         *goal_check(rows),
+        "Tuned parameters at an end of their grid: " + ("; ".join(grid_edges(tuning)) or "none") + ".",
+        "",
         "## PSNR (dB) by setting",
         "",
-        *summary_table([r for r in rows if "main" in r["groups"]]),
+        *summary_table([r for r in rows if in_group(r, "main")]),
         "",
     ]
-    for group, title in (("main", "Main table"), ("ablation", "Ablations")):
-        chosen = [r for r in rows if group in r["groups"] or (group == "ablation" and r["method"] == "noisy input")]
-        if not any(group in r["groups"] for r in chosen if r["method"] != "noisy input"):
+    for group, title in (("main", "Main table"), ("ablation", "Ablations"), ("tried", "Trying to improve ours")):
+        chosen = [r for r in rows if in_group(r, group) or (group != "main" and r["method"] in ("noisy input", OURS))]
+        if not any(in_group(r, group) for r in chosen):
             continue
         lines += [f"## {title}", ""]
-        if group == "ablation":
+        if group != "main":
             lines += ["### PSNR (dB) by setting", "", *summary_table(chosen), ""]
         for setting in dict.fromkeys(r["setting"] for r in chosen):
             lines += [f"### {setting}", "", *table([r for r in chosen if r["setting"] == setting]), ""]
     _write(out / "results.md", "\n".join(lines))
-    main_rows = [r for r in rows if "main" in r["groups"]]
+    main_rows = [r for r in rows if in_group(r, "main")]
     plot_psnr_vs_sigma(out / "psnr_vs_sigma.png", main_rows)
     for setting in dict.fromkeys(r["setting"] for r in main_rows):
         if setting.endswith("0.10") or setting.startswith("mixed"):
@@ -187,7 +208,8 @@ def plot_psnr_vs_sigma(path: Path, rows: list[dict]) -> None:
             ax.plot(*zip(*points), marker="o", label=method, **style)
         ax.set(title=f"{model} noise", xlabel="s (fraction of the intensity range)", ylabel="test PSNR (dB)")
         ax.grid(alpha=0.3)
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.035 * len(methods) / 3))
+    handles = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.035 * len(methods) / 3))
     fig.tight_layout()
     _savefig(fig, path)
 
@@ -226,7 +248,7 @@ def plot_crops(out: Path, setting: str, methods: list[str], example: str) -> Non
     first = axes.flat[0]
     first.imshow(np.rot90(clean), cmap="gray", vmin=0, vmax=1)
     # np.rot90 shows array pixel (i, j) at x = i, y = W - 1 - j
-    first.add_patch(Rectangle((rows_.start, clean.shape[1] - cols_.stop), CROP, CROP, fill=False, edgecolor="yellow", linewidth=1.2))
+    first.add_patch(Rectangle((rows_.start - 0.5, clean.shape[1] - cols_.stop - 0.5), CROP, CROP, fill=False, edgecolor="yellow", linewidth=1.2))
     first.set_title(f"clean, {example.split('#')[-1]}", fontsize=7)
     for ax, (name, img) in zip(list(axes.flat)[1:], panels):
         psnr = 10 * np.log10(1.0 / max(float(np.mean((img - clean) ** 2)), 1e-12))

@@ -22,10 +22,11 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
 - The shipped bundle weights are scored too, as a row of their own (trained longer, see
   ``bundle/docs/README.md``).
 
-Scores are cached per setting and row in ``OUT/scores/`` (a rerun only computes what changed).
-Outputs: ``results.md`` (main and ablation tables per setting), ``results.csv``, ``tuning.json``,
-``psnr_vs_sigma.png`` and ``crops_<noise>.png`` (zoomed crops of one slice per noise type);
-``benchmark_report.py`` writes them.
+Scores are cached per setting and row in ``OUT/scores/`` (a rerun only computes what changed; the
+outputs then cover the settings and rows of that run only). Outputs, written by
+``benchmark_report.py``: ``results.md`` (goal check, PSNR by setting, then the main, ablation and
+"tried" tables per setting), ``results.csv``, ``tuning.json``, ``psnr_vs_sigma.png`` and
+``crops_<setting>.png`` (zoomed crops of one test slice for each noise model at s = 0.10 and mixed).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from nad_monai.metrics import denoising_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "bundle" / "configs" / "train.json"
-PM_K = {"k": [0.02, 0.03, 0.05, 0.08, 0.12, 0.2]}
+PM_K = {"k": [0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2]}
 CLASSICAL: dict[str, tuple[str, dict, dict]] = {
     "Gaussian smoothing": ("gaussian", {}, GRIDS["gaussian"]),
     "heat equation": ("heat", {}, GRIDS["heat"]),
@@ -78,6 +79,14 @@ def _ablation(**changes) -> dict:
     return {**OURS, **changes}
 
 
+def _gamma_augmentation() -> dict:
+    """train.json's random transforms with a random gamma (0.5-2, probability 0.8) on the clean crop before it is copied and corrupted."""
+    transforms = ConfigParser.load_config_file(TRAIN_CONFIG)["train"]["random_transforms"]
+    copy = next(i for i, t in enumerate(transforms) if t["_target_"] == "CopyItemsd")
+    gamma = {"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.8, "gamma": [0.5, 2.0]}
+    return {"train#random_transforms": transforms[:copy] + [gamma] + transforms[copy:]}
+
+
 LEARNED: dict[str, dict] = {
     "ours": {"name": "unrolled Perona-Malik (ours)", "groups": ("main", "ablation"), "network_def": OURS},
     "basic-unet": {
@@ -100,10 +109,14 @@ LEARNED: dict[str, dict] = {
     "k4": {"name": "ours, K = 4", "groups": ("ablation",), "network_def": _ablation(steps=4)},
     "k16": {"name": "ours, K = 16", "groups": ("ablation",), "network_def": _ablation(steps=16)},
     "shared": {"name": "ours, shared weights", "groups": ("ablation",), "network_def": _ablation(shared=True)},
+    "rician-correction": {"name": "ours + learned Rician bias correction", "groups": ("tried",), "network_def": _ablation(rician_correction=True)},
+    "gamma-augmentation": {"name": "ours + random gamma of the training slices", "groups": ("tried",), "network_def": OURS, "training": _gamma_augmentation()},
+    "60-epochs": {"name": "ours, 60 epochs (twice the budget)", "groups": ("tried",), "network_def": OURS, "training": {"epochs": 60}},
 }
-"""Learned rows, by folder name: display name, table groups, and the ``network_def`` given to train.json.
-The seed variant follows the seed project (16 shared steps of lam = 0.05, guidance that never trains,
-no noise-level input); the ablations change one thing of ours each."""
+"""Learned rows, by folder name: display name, table groups, the ``network_def`` given to train.json and
+optional other ``training`` overrides. The seed variant follows the seed project (16 shared steps of
+lam = 0.05, guidance that never trains, no noise-level input); the ablations change one thing of ours
+each; the "tried" rows are attempts to improve ours by training differently (not the same budget)."""
 MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
 QUICK_TRAINING = {"epochs": 4, "batch_size": 4, "patch_size": [32, 32], "crops_per_slice": 1}
 """Reduced training for ``--quick``: a few iterations on the smallest training volume, validated on the smallest validation volume."""
@@ -130,7 +143,8 @@ def slug(text: str) -> str:
 
 
 def epoch_times(log: Path) -> dict[int, float]:
-    """Seconds of every completed training epoch (the last record of each, across resumed runs) in a bundle training log."""
+    """Seconds of every completed training epoch (training and its end-of-epoch validation and checkpoint),
+    the last record of each across resumed runs, from a bundle training log."""
     times: dict[int, float] = {}
     if log.is_file():
         pattern = r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)"
@@ -139,42 +153,53 @@ def epoch_times(log: Path) -> dict[int, float]:
     return times
 
 
+def checkpoint_epochs(models: Path) -> list[int]:
+    """Epochs of the resumable ``checkpoint_epoch=N.pt`` files in ``models``."""
+    return [int(m.group(1)) for p in models.glob("checkpoint_epoch=*.pt") if (m := re.fullmatch(r"checkpoint_epoch=(\d+)\.pt", p.name))]
+
+
 def train_learned(key: str, out: Path, overrides: dict) -> dict:
     """Train learned row ``key`` with the bundle's workflow unless done.
 
-    Returns ``{"epochs", "seconds", "epoch_median", "weights", "config"}``: epochs trained, training
-    seconds (summed over epochs, validation excluded), the median seconds of an epoch, the best
-    weights and the override config.
+    ``OUT/training/<key>/config.json`` holds the overrides of train.json: ``network_def``, the
+    resolved ``epochs``, ``overrides`` and the row's own ``training`` settings (which win over the
+    command line), with the end-of-run comparison with PM and TV switched off (this benchmark makes a
+    fuller one) and the SHA-256 of train.json. The run is ``python -m monai.bundle run training
+    --config_file "['bundle/configs/train.json', '<that file>']" --ckpt_dir <folder>/models
+    --output_dir <folder>/runs``, resumed from its newest checkpoint if it stopped; a folder trained
+    with other settings (or another train.json) is refused rather than reused.
 
-    ``OUT/training/<key>/config.json`` holds the overrides of train.json (``network_def`` and
-    ``overrides``; the end-of-run comparison with PM and TV is switched off, as this benchmark makes
-    a fuller one); the run is ``python -m monai.bundle run training --config_file
-    "['bundle/configs/train.json', '<that file>']" --ckpt_dir <folder>/models --output_dir <folder>/runs``,
-    resumed from its last checkpoint if it stopped.
+    Returns ``{"epochs", "seconds", "epoch_median", "weights", "config"}``: epochs trained, seconds
+    summed over the logged epochs (each with its validation), the median seconds of an epoch, the
+    best weights and the override config.
     """
-    folder = out.resolve() / "training" / key
+    folder = out / "training" / key
     defaults = ConfigParser.load_config_file(TRAIN_CONFIG)
     handlers = defaults["train"]["rank0_handlers"]
     comparison = next(i for i, h in enumerate(handlers) if h.get("_target_", "").endswith("BaselineComparison"))
-    config = {"network_def": LEARNED[key]["network_def"], f"train#rank0_handlers#{comparison}#_disabled_": True, **overrides}
-    config_file, log = folder / "config.json", folder / "train.log"
+    config = {"network_def": LEARNED[key]["network_def"], "epochs": defaults["epochs"], f"train#rank0_handlers#{comparison}#_disabled_": True}
+    config.update({**overrides, **LEARNED[key].get("training", {}), "train_config_sha256": hashlib.sha256(TRAIN_CONFIG.read_bytes()).hexdigest()})
+    config_file, log, models = folder / "config.json", folder / "train.log", folder / "models"
     if config_file.is_file() and json.loads(config_file.read_text()) != config:
         raise SystemExit(f"{config_file}: trained with other settings than these; delete {folder} to retrain")
-    epochs = overrides.get("epochs") or defaults["epochs"]
-    if max(epoch_times(log), default=0) < epochs:
+    epochs = config["epochs"]
+
+    def done() -> int:
+        return max([*epoch_times(log), *checkpoint_epochs(models), 0])
+
+    if done() < epochs:
         folder.mkdir(parents=True, exist_ok=True)
         config_file.write_text(json.dumps(config, indent=1))
-        resume = any((folder / "models").glob("checkpoint_*.pt"))
+        resume = bool(checkpoint_epochs(models))
         command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", repr([str(TRAIN_CONFIG), str(config_file)])]
-        command += ["--ckpt_dir", str(folder / "models"), "--output_dir", str(folder / "runs")]
-        command += ["--resume", "true"] if resume else []
-        print(f"  training {LEARNED[key]['name']} ({'resuming after' if resume else 'from'} epoch {max(epoch_times(log), default=0)} of {epochs}); log: {log}", flush=True)
+        command += ["--ckpt_dir", str(models), "--output_dir", str(folder / "runs")] + (["--resume", "True"] if resume else [])
+        print(f"  training {LEARNED[key]['name']} ({f'resuming after epoch {done()}' if resume else 'from scratch'}, {epochs} epochs); log: {log}", flush=True)
         with open(log, "a") as f:
-            result = subprocess.run(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        if result.returncode != 0 or max(epoch_times(log), default=0) < epochs:
-            raise SystemExit(f"{log}: training {key} failed (exit {result.returncode}, {max(epoch_times(log), default=0)} of {epochs} epochs); see the log")
+            result = subprocess.run(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
+        if result.returncode != 0 or done() < epochs:
+            raise SystemExit(f"{log}: training {key} failed (exit {result.returncode}, {done()} of {epochs} epochs); see the log")
     times = list(epoch_times(log).values())
-    return {"epochs": len(times), "seconds": sum(times), "epoch_median": statistics.median(times), "weights": folder / "models" / "model.pt", "config": config_file}
+    return {"epochs": done(), "seconds": sum(times), "epoch_median": statistics.median(times), "weights": models / "model.pt", "config": config_file}
 
 
 def classical_denoiser(method: str, params: dict, correct: float | None):
@@ -187,13 +212,13 @@ def classical_denoiser(method: str, params: dict, correct: float | None):
     return denoise
 
 
-def load_network(config_files: list[Path], weights: Path) -> torch.nn.Module:
-    """The ``network_def`` of the bundle config(s) in eval mode, with the state dict at ``weights``."""
+def load_network(config_files: list[Path], weights: Path) -> tuple[torch.nn.Module, dict]:
+    """The ``network_def`` of the bundle config(s) in eval mode with the state dict at ``weights``, and that ``network_def``."""
     parser = ConfigParser()
     parser.read_config([str(f) for f in config_files])
     net = parser.get_parsed_content("network_def").eval()
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
-    return net
+    return net, parser.get("network_def")
 
 
 def seconds_per_slice(denoise, repeats: int) -> float:
@@ -254,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 settings, 2 classical rows, 3 validation and 4 test slices, learned rows trained a few iterations")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # training runs in the repository root
     torch.set_num_threads(args.threads)
     bad = [c for c in args.settings or [] if c != "mixed" and not re.fullmatch(rf"({'|'.join(MODELS)}):(0?\.\d+)", c)]
     if bad:
@@ -272,17 +298,18 @@ def main(argv: list[str] | None = None) -> None:
     for key in keys:
         run = train_learned(key, args.out, overrides)
         name = LEARNED[key]["name"]
-        nets[name] = load_network([TRAIN_CONFIG, run["config"]], run["weights"])
-        info[name] = {"groups": LEARNED[key]["groups"], "weights": run["weights"], "epochs": run["epochs"]}
+        nets[name], network_def = load_network([TRAIN_CONFIG, run["config"]], run["weights"])
+        info[name] = {"groups": LEARNED[key]["groups"], "weights": run["weights"], "network_def": network_def, "epochs": run["epochs"]}
         info[name].update(training_seconds=round(run["seconds"]), epoch_seconds_median=round(run["epoch_median"], 1))
-    extra = [spec.split("=", 1) for spec in args.learned]
-    if not args.no_shipped:
+    extra = [(*spec.split("=", 1), ("main",)) for spec in args.learned]
+    if not args.no_shipped:  # trained longer than the budget: also a row of the "tried" table
         version = json.loads((ROOT / "bundle/configs/metadata.json").read_text())["version"]
-        extra.append((f"ours, shipped bundle weights ({version})", f"{ROOT / 'bundle/configs/inference.json'}:{ROOT / 'bundle/models/model.pt'}"))
-    for name, files in extra:
+        shipped = f"{ROOT / 'bundle/configs/inference.json'}:{ROOT / 'bundle/models/model.pt'}"
+        extra.append((f"ours, shipped bundle weights ({version})", shipped, ("main", "tried")))
+    for name, files, groups in extra:
         config, weights = files.rsplit(":", 1)
-        nets[name] = load_network([Path(config)], Path(weights))
-        info[name] = {"groups": ("main",), "weights": Path(weights)}
+        nets[name], network_def = load_network([Path(config)], Path(weights))
+        info[name] = {"groups": groups, "weights": Path(weights), "network_def": network_def}
 
     val = slice_items("nifti", args.datalist, "validation")[:: args.val_every]
     test = slice_items("nifti", args.datalist, "test")[:: args.test_every]
@@ -310,11 +337,18 @@ def score_setting(
     val_pairs, test_pairs = noisy_pairs(val, model, sigma), noisy_pairs(test, model, sigma)
     test_ids = [item["id"] for item in test]
     cache, psnr = ScoreCache(out), denoising_metrics()["psnr"]
-    denoisers, fresh, results, tuning = {}, set(), {}, {}
+    results, tuning = {}, {}
+
+    noisy_example, clean_example, _ = next(p for p in test_pairs if p[2] == example)
+    np.save(example_path(out, setting, "clean"), clean_example[0, 0].numpy())
 
     def scored(name: str, key: dict, denoise, extra: dict | None = None, timed: bool = True) -> None:
-        denoisers[name] = denoise
+        """Score ``denoise`` on the test pairs unless cached; keep its denoised example slice for the crop figures."""
         record = cache.get(setting, name, key)
+        path = example_path(out, setting, name)
+        if record is None or not path.is_file():
+            with torch.inference_mode():
+                np.save(path, denoise(noisy_example).clamp(0, 1)[0, 0].numpy())
         if record is None:
             start = time.perf_counter()
             values = score_images(test_pairs, denoise)
@@ -325,7 +359,6 @@ def score_setting(
                 **(extra or {}),
             }
             record = cache.put(setting, name, key, record)
-            fresh.add(name)
         results[name] = record
 
     scored("noisy input", {"ids": test_ids}, lambda x: x, timed=False)
@@ -348,15 +381,7 @@ def score_setting(
         scored(name, key, classical_denoiser(method, record["best"], correct), {"best": record["best"], "validation_psnr": record["validation_psnr"]})
         tuning[name] = {"best": record["best"], "validation_psnr": record["validation_psnr"], "grid": {k: list(v) for k, v in grid_.items()}}
     for name, net in nets.items():
-        scored(name, {"ids": test_ids, "weights": file_digest(info[name]["weights"])}, net)
-
-    noisy, clean, _ = next(p for p in test_pairs if p[2] == example)
-    np.save(example_path(out, setting, "clean"), clean[0, 0].numpy())
-    for name, denoise in denoisers.items():  # the example slice of the crop figures, for rows scored now or never saved
-        path = example_path(out, setting, name)
-        if name in fresh or not path.is_file():
-            with torch.inference_mode():
-                np.save(path, denoise(noisy).clamp(0, 1)[0, 0].numpy())
+        scored(name, {"ids": test_ids, "weights": file_digest(info[name]["weights"]), "network_def": info[name]["network_def"]}, net)
 
     rows = []
     for name, record in results.items():

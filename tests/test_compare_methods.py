@@ -13,6 +13,9 @@ import pytest
 
 from conftest import ROOT
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import compare_methods  # noqa: E402
+
 CLASSICAL = ["Gaussian smoothing", "TV (scikit-image Chambolle)"]
 LEARNED = [
     "unrolled Perona-Malik (ours)",
@@ -20,7 +23,7 @@ LEARNED = [
     "DnCNN (17 layers)",
     "seed variant (guidance detached, shared gates, 16 steps)",
 ]
-SHIPPED = "ours, shipped bundle weights (0.3.0)"
+SHIPPED = f"ours, shipped bundle weights ({json.loads((ROOT / 'bundle/configs/metadata.json').read_text())['version']})"
 EXPECTED_METHODS = ["noisy input", *CLASSICAL, *LEARNED, SHIPPED]
 SETTINGS = ["gaussian 0.10", "rician 0.10"]
 COLUMNS = ["psnr", "ssim", "edge_mse", "head_psnr", "head_ssim", "head_edge_mse"]
@@ -50,7 +53,7 @@ def test_every_row_and_column_is_there_and_finite(quick_run):
     assert [(r["setting"], r["method"]) for r in rows] == [(s, m) for s in SETTINGS for m in EXPECTED_METHODS]
     for r in rows:
         for column in COLUMNS:
-            assert math.isfinite(float(r[f"{column}_mean"])) and float(r[f"{column}_std"]) >= 0, (r["method"], column)
+            assert math.isfinite(float(r[f"{column}_mean"])) and math.isfinite(float(r[f"{column}_std"])), (r["method"], column)
         assert 0 < float(r["ssim_mean"]) <= 1
         if r["method"] != "noisy input":
             assert float(r["seconds_per_256x256"]) > 0
@@ -81,15 +84,17 @@ def test_tables_figures_tuning_and_training_records(quick_run):
         for method, record in tuning[setting].items():
             assert all(record["best"][k] in values for k, values in record["grid"].items()), (setting, method)
     table = (out / "results.md").read_text()
-    assert "## Main table" in table and "## Ablations" in table and "Goal on rician 0.10" in table
-    assert all(table.count(f"### {s}") == 2 for s in SETTINGS) and table.count("| head PSNR |") == 4
+    sections = ["## Main table", "## Ablations", "## Trying to improve ours", "Goal on rician 0.10"]
+    assert all(section in table for section in sections)
+    assert all(table.count(f"### {s}") == 3 for s in SETTINGS) and table.count("| head PSNR |") == 6
     for name in ["psnr_vs_sigma.png", "crops_gaussian-0.10.png", "crops_rician-0.10.png"]:
         assert (out / name).stat().st_size > 10_000, name
     for key in ["ours", "basic-unet", "dncnn", "seed-variant"]:
         folder = out / "training" / key
         config = json.loads((folder / "config.json").read_text())
-        assert config["epochs"] == 4 and "network_def" in config
-        assert (folder / "models" / "model.pt").is_file() and "Epoch[4] Complete" in (folder / "train.log").read_text()
+        assert config["epochs"] == 4 and config["network_def"] == compare_methods.LEARNED[key]["network_def"]
+        log = (folder / "train.log").read_text()
+        assert (folder / "models" / "model.pt").is_file() and "SupervisedTrainer - INFO - Epoch[4] Complete" in log
     assert first.stdout.count("  training ") == 4
 
 
@@ -101,3 +106,11 @@ def test_a_rerun_reuses_training_and_scores(quick_run):
     assert {p: p.read_text() for p in logs} == logs
     with open(out / "results.csv") as f:
         assert list(csv.DictReader(f)) == rows
+
+
+def test_a_row_trained_with_other_settings_is_refused_not_reused(tmp_path):
+    folder = tmp_path / "training" / "ours"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"network_def": {"_target_": "nad_monai.UnrolledPeronaMalik", "steps": 2}}))
+    with pytest.raises(SystemExit, match="trained with other settings"):
+        compare_methods.train_learned("ours", tmp_path, {})

@@ -1,0 +1,62 @@
+"""The benchmark report's pure pieces on hand-made rows: summary bold, goal verdicts, grid-edge flags, crop window."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import benchmark_report  # noqa: E402
+from benchmark_report import CROP, OURS, goal_check, grid_edges, summary_table  # noqa: E402
+
+
+def row(method: str, psnr: float, edge: float, parameters=None, groups="main", setting="rician 0.10") -> dict:
+    return {"setting": setting, "method": method, "groups": groups, "parameters": parameters, "psnr_mean": psnr, "edge_mse_mean": edge}
+
+
+ROWS = [
+    row("noisy input", 18.8, 0.11),
+    row("BM3D (bm3d package)", 30.2, 0.018),
+    row("U-Net (MONAI BasicUNet, residual)", 27.0, 0.03, parameters=1_978_433),
+    row("DnCNN (17 layers)", 28.9, 0.025, parameters=556_097),
+    row(OURS, 28.5, 0.027, parameters=91_121),
+]
+
+
+def test_summary_marks_the_best_denoiser_of_each_setting_not_the_noisy_input():
+    lines = summary_table(ROWS + [row("noisy input", 40.0, 0.0, setting="speckle 0.05")])
+    assert lines[0] == "| method | rician 0.10 | speckle 0.05 |"
+    bm3d = next(line for line in lines if line.startswith("| BM3D"))
+    assert "**30.20**" in bm3d
+    assert "**" not in next(line for line in lines if line.startswith("| noisy input"))  # a lone noisy row is no winner
+
+
+def test_goal_check_reports_each_verdict_from_the_numbers():
+    lines = goal_check(ROWS)
+    bm3d, unet, dncnn, edge = (next(line for line in lines if key in line) for key in ("BM3D", "U-Net", "DnCNN", "Edge MSE"))
+    assert "(-1.70 dB): **not met**" in bm3d
+    assert "(+1.50 dB), parameters 0.046 of theirs: met" in unet
+    assert "(-0.40 dB)" in dncnn and dncnn.endswith("**not met**")
+    assert "best other BM3D (bm3d package) 0.0180: **not met**" in edge
+    assert goal_check([r for r in ROWS if r["method"] != OURS]) == []
+
+
+def test_grid_edges_flags_only_ends_of_real_grids():
+    tuning = {
+        "gaussian 0.10": {
+            "TV": {"best": {"weight": 0.02}, "grid": {"weight": [0.02, 0.04, 0.08]}},
+            "PM": {"best": {"kind": "rational", "k": 0.05}, "grid": {"kind": ["rational"], "k": [0.02, 0.05, 0.1]}},
+        }
+    }
+    assert grid_edges(tuning) == ["gaussian 0.10: TV weight=0.02"]
+
+
+def test_the_crop_window_holds_the_most_edges():
+    clean = np.zeros((181, 217), dtype=np.float32)
+    clean[120:150, 30:60] = 1.0  # one bright square: all the edges of the slice
+    rows, cols = benchmark_report._crop_window(clean)
+    assert rows.stop - rows.start == CROP and cols.stop - cols.start == CROP
+    assert rows.start <= 120 and 150 <= rows.stop and cols.start <= 30 and 60 <= cols.stop
