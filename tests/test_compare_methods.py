@@ -105,7 +105,9 @@ def test_a_rerun_reuses_training_and_scores(quick_run):
     assert "  training " not in again.stdout
     assert {p: p.read_text() for p in logs} == logs
     with open(out / "results.csv") as f:
-        assert list(csv.DictReader(f)) == rows
+        again_rows = list(csv.DictReader(f))
+    untimed = [{k: v for k, v in r.items() if k != "seconds_per_256x256"} for r in rows]  # timing is measured on every run
+    assert [{k: v for k, v in r.items() if k != "seconds_per_256x256"} for r in again_rows] == untimed
 
 
 def test_a_row_trained_with_other_settings_is_refused_not_reused(tmp_path):
