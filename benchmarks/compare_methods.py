@@ -111,12 +111,11 @@ LEARNED: dict[str, dict] = {
     "shared": {"name": "ours, shared weights", "groups": ("ablation",), "network_def": _ablation(shared=True)},
     "rician-correction": {"name": "ours + learned Rician bias correction", "groups": ("tried",), "network_def": _ablation(rician_correction=True)},
     "gamma-augmentation": {"name": "ours + random gamma of the training slices", "groups": ("tried",), "network_def": OURS, "training": _gamma_augmentation()},
-    "60-epochs": {"name": "ours, 60 epochs (twice the budget)", "groups": ("tried",), "network_def": OURS, "training": {"epochs": 60}},
 }
 """Learned rows, by folder name: display name, table groups, the ``network_def`` given to train.json and
 optional other ``training`` overrides. The seed variant follows the seed project (16 shared steps of
 lam = 0.05, guidance that never trains, no noise-level input); the ablations change one thing of ours
-each; the "tried" rows are attempts to improve ours by training differently (not the same budget)."""
+each; the "tried" rows are attempts to improve ours on the same budget (a model option, a data augmentation)."""
 MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
 QUICK_TRAINING = {"epochs": 4, "batch_size": 4, "patch_size": [32, 32], "crops_per_slice": 1}
 """Reduced training for ``--quick``: a few iterations on the smallest training volume, validated on the smallest validation volume."""
