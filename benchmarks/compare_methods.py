@@ -79,14 +79,6 @@ def _ablation(**changes) -> dict:
     return {**OURS, **changes}
 
 
-def _gamma_augmentation() -> dict:
-    """train.json's random transforms with a random gamma (0.5-2, probability 0.8) on the clean crop before it is copied and corrupted."""
-    transforms = ConfigParser.load_config_file(TRAIN_CONFIG)["train"]["random_transforms"]
-    copy = next(i for i, t in enumerate(transforms) if t["_target_"] == "CopyItemsd")
-    gamma = {"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.8, "gamma": [0.5, 2.0]}
-    return {"train#random_transforms": transforms[:copy] + [gamma] + transforms[copy:]}
-
-
 LEARNED: dict[str, dict] = {
     "ours": {"name": "unrolled Perona-Malik (ours)", "groups": ("main", "ablation"), "network_def": OURS},
     "basic-unet": {
@@ -110,12 +102,11 @@ LEARNED: dict[str, dict] = {
     "k16": {"name": "ours, K = 16", "groups": ("ablation",), "network_def": _ablation(steps=16)},
     "shared": {"name": "ours, shared weights", "groups": ("ablation",), "network_def": _ablation(shared=True)},
     "rician-correction": {"name": "ours + learned Rician bias correction", "groups": ("tried",), "network_def": _ablation(rician_correction=True)},
-    "gamma-augmentation": {"name": "ours + random gamma of the training slices", "groups": ("tried",), "network_def": OURS, "training": _gamma_augmentation()},
 }
-"""Learned rows, by folder name: display name, table groups, the ``network_def`` given to train.json and
-optional other ``training`` overrides. The seed variant follows the seed project (16 shared steps of
+"""Learned rows, by folder name: display name, table groups and the ``network_def`` given to
+train.json. The seed variant follows the seed project (16 shared steps of
 lam = 0.05, guidance that never trains, no noise-level input); the ablations change one thing of ours
-each; the "tried" rows are attempts to improve ours on the same budget (a model option, a data augmentation)."""
+each; the "tried" rows are attempts to improve ours on the same budget."""
 MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
 QUICK_TRAINING = {"epochs": 4, "batch_size": 4, "patch_size": [32, 32], "crops_per_slice": 1}
 """Reduced training for ``--quick``: a few iterations on the smallest training volume, validated on the smallest validation volume."""
@@ -177,7 +168,7 @@ def train_learned(key: str, out: Path, overrides: dict) -> dict:
     handlers = defaults["train"]["rank0_handlers"]
     comparison = next(i for i, h in enumerate(handlers) if h.get("_target_", "").endswith("BaselineComparison"))
     config = {"network_def": LEARNED[key]["network_def"], "epochs": defaults["epochs"], f"train#rank0_handlers#{comparison}#_disabled_": True}
-    config.update({**overrides, **LEARNED[key].get("training", {}), "train_config_sha256": hashlib.sha256(TRAIN_CONFIG.read_bytes()).hexdigest()})
+    config.update({**overrides, "train_config_sha256": hashlib.sha256(TRAIN_CONFIG.read_bytes()).hexdigest()})
     config_file, log, models = folder / "config.json", folder / "train.log", folder / "models"
     if config_file.is_file() and json.loads(config_file.read_text()) != config:
         raise SystemExit(f"{config_file}: trained with other settings than these; delete {folder} to retrain")
