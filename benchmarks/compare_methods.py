@@ -3,7 +3,7 @@
 One command trains every learned row that has no weights yet, tunes every classical row, scores all
 of them and writes the tables and figures:
 
-    python benchmarks/compare_methods.py --out benchmarks/results          # full protocol (hours on 2 CPU cores)
+    python benchmarks/compare_methods.py --test-every 2 --out benchmarks/results   # the committed run (hours on 2 CPU cores)
     python benchmarks/compare_methods.py --quick --out /tmp/bench          # reduced run (CI): a few slices and iterations
     python benchmarks/compare_methods.py --settings rician:0.10 --rows ours dncnn --out bench   # part of it
 
