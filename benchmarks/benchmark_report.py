@@ -126,6 +126,26 @@ def grid_edges(tuning: dict) -> list[str]:
     return found
 
 
+def group_sections(rows: list[dict]) -> list[str]:
+    """The main, ablation and "tried" sections of results.md: full tables per setting where the group has rows of its own.
+
+    The ablation and "tried" sections also show the noisy input and ours for reference, and start with
+    their own PSNR-by-setting table.
+    """
+    lines = []
+    for group, title in (("main", "Main table"), ("ablation", "Ablations"), ("tried", "Trying to improve ours")):
+        scored = {r["setting"] for r in rows if in_group(r, group) and (group == "main" or not in_group(r, "main"))}  # own rows
+        chosen = [r for r in rows if r["setting"] in scored and (in_group(r, group) or (group != "main" and r["method"] in ("noisy input", OURS)))]
+        if not chosen:
+            continue
+        lines += [f"## {title}", ""]
+        if group != "main":
+            lines += ["### PSNR (dB) by setting", "", *summary_table(chosen), ""]
+        for setting in dict.fromkeys(r["setting"] for r in chosen):
+            lines += [f"### {setting}", "", *table([r for r in chosen if r["setting"] == setting]), ""]
+    return lines
+
+
 def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None:
     """Write ``results.csv``, ``tuning.json``, ``results.md`` and the figures into ``out`` (each file through a rename)."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
@@ -156,16 +176,7 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
         *summary_table([r for r in rows if in_group(r, "main")]),
         "",
     ]
-    for group, title in (("main", "Main table"), ("ablation", "Ablations"), ("tried", "Trying to improve ours")):
-        chosen = [r for r in rows if in_group(r, group) or (group != "main" and r["method"] in ("noisy input", OURS))]
-        if not any(in_group(r, group) for r in chosen):
-            continue
-        lines += [f"## {title}", ""]
-        if group != "main":
-            lines += ["### PSNR (dB) by setting", "", *summary_table(chosen), ""]
-        for setting in dict.fromkeys(r["setting"] for r in chosen):
-            lines += [f"### {setting}", "", *table([r for r in chosen if r["setting"] == setting]), ""]
-    _write(out / "results.md", "\n".join(lines))
+    _write(out / "results.md", "\n".join(lines + group_sections(rows)))
     main_rows = [r for r in rows if in_group(r, "main")]
     plot_psnr_vs_sigma(out / "psnr_vs_sigma.png", main_rows)
     for setting in dict.fromkeys(r["setting"] for r in main_rows):

@@ -3,7 +3,7 @@
 One command trains every learned row that has no weights yet, tunes every classical row, scores all
 of them and writes the tables and figures:
 
-    python benchmarks/compare_methods.py --test-every 2 --out benchmarks/results   # the committed run (hours on 2 CPU cores)
+    python benchmarks/compare_methods.py --test-every 2 --ablation-settings rician:0.10 --out benchmarks/results   # the committed run (hours on 2 CPU cores)
     python benchmarks/compare_methods.py --quick --out /tmp/bench          # reduced run (CI): a few slices and iterations
     python benchmarks/compare_methods.py --settings rician:0.10 --rows ours dncnn --out bench   # part of it
 
@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-shipped", action="store_true", help="do not score the shipped bundle weights")
     parser.add_argument("--methods", nargs="*", help="classical rows (default: all; --quick: Gaussian smoothing and TV)")
     parser.add_argument("--settings", nargs="+", help="noise settings as MODEL:S (e.g. rician:0.10) or mixed (default: all)")
+    parser.add_argument("--ablation-settings", nargs="+", help="the only settings on which rows that are nothing but ablations are scored (default: every setting)")
     parser.add_argument("--epochs", type=int, help="training epochs of every learned row (default: train.json's)")
     parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
     parser.add_argument("--val-every", type=int, default=2, help="tune on every n-th validation slice")
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out = args.out.resolve()  # training runs in the repository root
     torch.set_num_threads(args.threads)
-    bad = [c for c in args.settings or [] if c != "mixed" and not re.fullmatch(rf"({'|'.join(MODELS)}):(0?\.\d+)", c)]
+    bad = [c for c in (args.settings or []) + (args.ablation_settings or []) if c != "mixed" and not re.fullmatch(rf"({'|'.join(MODELS)}):(0?\.\d+)", c)]
     if bad:
         parser.error(f"settings must be MODEL:S with MODEL in {MODELS}, or mixed; got {bad}")
     names = args.methods if args.methods is not None else (["Gaussian smoothing", "TV (scikit-image Chambolle)"] if args.quick else list(CLASSICAL))
@@ -307,8 +308,11 @@ def main(argv: list[str] | None = None) -> None:
         val, test = val[:3], test[:: max(1, len(test) // 4)][:4]
     example = test[len(test) // 2]["id"]
     rows, tuning = [], {}
+    ablation_only = {n for n, i in info.items() if tuple(i["groups"]) == ("ablation",)}
     for model, sigma in settings(args.settings, args.quick):
-        setting_rows, tuning[label(model, sigma)] = score_setting(args.out, model, sigma, names, nets, info, val, test, example, args.quick)
+        skip = ablation_only if args.ablation_settings and (model, sigma) not in settings(args.ablation_settings, False) else set()
+        here = {n: net for n, net in nets.items() if n not in skip}
+        setting_rows, tuning[label(model, sigma)] = score_setting(args.out, model, sigma, names, here, info, val, test, example, args.quick)
         rows += setting_rows
     epochs = {n: i["epochs"] for n, i in info.items() if "epochs" in i}
     write_outputs(args.out, rows, tuning, {"validation": len(val), "test": len(test), "example": example, "epochs": epochs})

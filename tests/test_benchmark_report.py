@@ -60,3 +60,19 @@ def test_the_crop_window_holds_the_most_edges():
     rows, cols = benchmark_report._crop_window(clean)
     assert rows.stop - rows.start == CROP and cols.stop - cols.start == CROP
     assert rows.start <= 120 and 150 <= rows.stop and cols.start <= 30 and 60 <= cols.stop
+
+
+def test_group_sections_only_cover_the_settings_where_the_group_was_scored():
+    metrics = {f"{m}_{k}": 0.5 for m in benchmark_report.METRICS for k in ("mean", "std")}
+
+    def full(method: str, groups: str, setting: str) -> dict:
+        return {**row(method, 0.5, 0.5, groups=groups, setting=setting), **metrics, "seconds_per_256x256": "", "training_seconds": ""}
+
+    rows = [full(m, g, s) for s in ("gaussian 0.10", "rician 0.10") for m, g in (("noisy input", "main"), (OURS, "main ablation"))]
+    rows.append(full("ours, K = 4", "ablation", "rician 0.10"))  # ablations scored on the goal setting only
+    text = "\n".join(benchmark_report.group_sections(rows))
+    main, ablations = text.split("## Ablations")
+    assert "### gaussian 0.10" in main and "### rician 0.10" in main and "ours, K = 4" not in main
+    assert "### gaussian 0.10" not in ablations and "### rician 0.10" in ablations
+    assert "| method | rician 0.10 |" in ablations and "ours, K = 4" in ablations
+    assert "Trying to improve ours" not in text  # no "tried" rows: no section
