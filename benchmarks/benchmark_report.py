@@ -127,14 +127,17 @@ def grid_edges(tuning: dict) -> list[str]:
 
 
 def group_sections(rows: list[dict]) -> list[str]:
-    """The main, ablation and "tried" sections of results.md: full tables per setting where the group has rows of its own.
+    """The main, ablation and "tried" sections of results.md: full tables per setting where the group has rows of its own
+    (rows not also in the main table), or rows at all when it has none of its own.
 
     The ablation and "tried" sections also show the noisy input and ours for reference, and start with
     their own PSNR-by-setting table.
     """
     lines = []
     for group, title in (("main", "Main table"), ("ablation", "Ablations"), ("tried", "Trying to improve ours")):
-        scored = {r["setting"] for r in rows if in_group(r, group) and (group == "main" or not in_group(r, "main"))}  # own rows
+        members = [r for r in rows if in_group(r, group)]
+        own = [r for r in members if group == "main" or not in_group(r, "main")]
+        scored = {r["setting"] for r in own or members}
         chosen = [r for r in rows if r["setting"] in scored and (in_group(r, group) or (group != "main" and r["method"] in ("noisy input", OURS)))]
         if not chosen:
             continue
