@@ -308,9 +308,10 @@ def main(argv: list[str] | None = None) -> None:
         val, test = val[:3], test[:: max(1, len(test) // 4)][:4]
     example = test[len(test) // 2]["id"]
     rows, tuning = [], {}
-    ablation_only = {n for n, i in info.items() if tuple(i["groups"]) == ("ablation",)}
+    ablation_only = {n for n, i in info.items() if "ablation" in i["groups"] and "main" not in i["groups"]}  # as the report's own rows
+    ablation_settings = settings(args.ablation_settings, False) if args.ablation_settings else None
     for model, sigma in settings(args.settings, args.quick):
-        skip = ablation_only if args.ablation_settings and (model, sigma) not in settings(args.ablation_settings, False) else set()
+        skip = ablation_only if ablation_settings is not None and (model, sigma) not in ablation_settings else set()
         here = {n: net for n, net in nets.items() if n not in skip}
         setting_rows, tuning[label(model, sigma)] = score_setting(args.out, model, sigma, names, here, info, val, test, example, args.quick)
         rows += setting_rows
