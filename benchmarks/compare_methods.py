@@ -16,7 +16,8 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   as a blind denoiser would not know the model).
 - Learned rows (``LEARNED``): each is trained from scratch by the bundle's own training workflow
   (``bundle/configs/train.json`` with only ``network_def`` replaced): the same training slices,
-  crops, noise, loss, optimiser, schedule, seed and number of epochs. Weights, logs and the
+  crops, noise, loss, optimiser, schedule, seed and number of epochs (but for the seed repeat and
+  the "twice the budget" row). Weights, logs and the
   override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
 - The shipped bundle weights are scored too, as a row of their own (trained longer, see
@@ -101,12 +102,17 @@ LEARNED: dict[str, dict] = {
     "k4": {"name": "ours, K = 4", "groups": ("ablation",), "network_def": _ablation(steps=4)},
     "k16": {"name": "ours, K = 16", "groups": ("ablation",), "network_def": _ablation(steps=16)},
     "shared": {"name": "ours, shared weights", "groups": ("ablation",), "network_def": _ablation(shared=True)},
+    "seed-1": {"name": "ours, seed 1", "groups": ("ablation",), "network_def": OURS, "training": {"seed": 1}},
     "rician-correction": {"name": "ours + learned Rician bias correction", "groups": ("tried",), "network_def": _ablation(rician_correction=True)},
+    "twice-the-budget": {"name": "ours, twice the budget (60 epochs)", "groups": ("tried",), "network_def": OURS, "training": {"epochs": 60}},
 }
-"""Learned rows, by folder name: display name, table groups and the ``network_def`` given to
-train.json. The seed variant follows the seed project (16 shared steps of
-lam = 0.05, guidance that never trains, no noise-level input); the ablations change one thing of ours
-each; the "tried" rows are attempts to improve ours on the same budget."""
+"""Learned rows, by folder name: display name, table groups, the ``network_def`` given to train.json
+and, for a few, other ``training`` overrides of train.json. The seed variant follows the seed project
+(16 shared steps of lam = 0.05, guidance that never trains, no noise-level input); the ablations
+change one thing of ours each, and "seed 1" is ours with another random seed (initial weights, crops
+and noise), the spread to read the ablations against; the "tried" rows are attempts to improve ours
+on the same budget, but for "twice the budget", which measures what training longer gives. The
+command line's training settings (``--epochs``, ``--quick``) win over a row's."""
 MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
 QUICK_TRAINING = {"epochs": 4, "batch_size": 4, "patch_size": [32, 32], "crops_per_slice": 1}
 """Reduced training for ``--quick``: a few iterations on the smallest training volume, validated on the smallest validation volume."""
@@ -148,27 +154,31 @@ def checkpoint_epochs(models: Path) -> list[int]:
     return [int(m.group(1)) for p in models.glob("checkpoint_epoch=*.pt") if (m := re.fullmatch(r"checkpoint_epoch=(\d+)\.pt", p.name))]
 
 
+def training_config(key: str, overrides: dict) -> dict:
+    """The overrides of train.json that train learned row ``key``: its ``network_def``, the resolved
+    ``epochs``, the row's own ``training`` settings and ``overrides`` from the command line (which
+    win), with the end-of-run comparison with PM and TV switched off (this benchmark makes a fuller
+    one) and the SHA-256 of train.json."""
+    defaults = ConfigParser.load_config_file(TRAIN_CONFIG)
+    handlers = defaults["train"]["rank0_handlers"]
+    comparison = next(i for i, h in enumerate(handlers) if h.get("_target_", "").endswith("BaselineComparison"))
+    config = {"network_def": LEARNED[key]["network_def"], "epochs": defaults["epochs"], f"train#rank0_handlers#{comparison}#_disabled_": True}
+    return {**config, **LEARNED[key].get("training", {}), **overrides, "train_config_sha256": hashlib.sha256(TRAIN_CONFIG.read_bytes()).hexdigest()}
+
+
 def train_learned(key: str, out: Path, overrides: dict) -> dict:
     """Train learned row ``key`` with the bundle's workflow unless done.
 
-    ``OUT/training/<key>/config.json`` holds the overrides of train.json: ``network_def``, the
-    resolved ``epochs``, ``overrides`` and the row's own ``training`` settings (which win over the
-    command line), with the end-of-run comparison with PM and TV switched off (this benchmark makes a
-    fuller one) and the SHA-256 of train.json. The run is ``python -m monai.bundle run training
-    --config_file "['bundle/configs/train.json', '<that file>']" --ckpt_dir <folder>/models
-    --output_dir <folder>/runs``, resumed from its newest checkpoint if it stopped; a folder trained
+    ``OUT/training/<key>/config.json`` holds ``training_config(key, overrides)``. The run is
+    ``python -m monai.bundle run training --config_file "['bundle/configs/train.json', '<that file>']"
+    --ckpt_dir <folder>/models --output_dir <folder>/runs``, resumed from its newest checkpoint if it stopped; a folder trained
     with other settings (or another train.json) is refused rather than reused.
 
     Returns ``{"epochs", "seconds", "epoch_median", "weights", "config"}``: epochs trained, seconds
     summed over the logged epochs (each with its validation), the median seconds of an epoch, the
     best weights and the override config.
     """
-    folder = out / "training" / key
-    defaults = ConfigParser.load_config_file(TRAIN_CONFIG)
-    handlers = defaults["train"]["rank0_handlers"]
-    comparison = next(i for i, h in enumerate(handlers) if h.get("_target_", "").endswith("BaselineComparison"))
-    config = {"network_def": LEARNED[key]["network_def"], "epochs": defaults["epochs"], f"train#rank0_handlers#{comparison}#_disabled_": True}
-    config.update({**overrides, "train_config_sha256": hashlib.sha256(TRAIN_CONFIG.read_bytes()).hexdigest()})
+    folder, config = out / "training" / key, training_config(key, overrides)
     config_file, log, models = folder / "config.json", folder / "train.log", folder / "models"
     if config_file.is_file() and json.loads(config_file.read_text()) != config:
         raise SystemExit(f"{config_file}: trained with other settings than these; delete {folder} to retrain")

@@ -116,3 +116,12 @@ def test_a_row_trained_with_other_settings_is_refused_not_reused(tmp_path):
     (folder / "config.json").write_text(json.dumps({"network_def": {"_target_": "nad_monai.UnrolledPeronaMalik", "steps": 2}}))
     with pytest.raises(SystemExit, match="trained with other settings"):
         compare_methods.train_learned("ours", tmp_path, {})
+
+
+def test_a_rows_own_training_settings_apply_and_the_command_line_wins():
+    defaults = json.loads(compare_methods.TRAIN_CONFIG.read_text())
+    ours = compare_methods.training_config("ours", {})
+    assert ours["epochs"] == defaults["epochs"] and "seed" not in ours  # the budget and seed of train.json
+    assert compare_methods.training_config("seed-1", {})["seed"] == 1 != defaults["seed"]
+    assert compare_methods.training_config("twice-the-budget", {})["epochs"] == 2 * defaults["epochs"]
+    assert compare_methods.training_config("twice-the-budget", {"epochs": 4})["epochs"] == 4
