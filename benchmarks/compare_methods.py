@@ -104,6 +104,12 @@ LEARNED: dict[str, dict] = {
     "shared": {"name": "ours, shared weights", "groups": ("ablation",), "network_def": _ablation(shared=True)},
     "seed-1": {"name": "ours, seed 1", "groups": ("ablation",), "network_def": OURS, "training": {"seed": 1}},
     "rician-correction": {"name": "ours + learned Rician bias correction", "groups": ("tried",), "network_def": _ablation(rician_correction=True)},
+    "rician-trained": {
+        "name": "ours + learned Rician bias correction, trained on Rician noise only",
+        "groups": ("tried",),
+        "network_def": _ablation(rician_correction=True),
+        "training": {"noise": ["rician"]},
+    },
     "twice-the-budget": {"name": "ours, twice the budget (60 epochs)", "groups": ("tried",), "network_def": OURS, "training": {"epochs": 60}},
 }
 """Learned rows, by folder name: display name, table groups, the ``network_def`` given to train.json
