@@ -102,7 +102,7 @@ LEARNED: dict[str, dict] = {
     "k4": {"name": "ours, K = 4", "groups": ("ablation",), "network_def": _ablation(steps=4)},
     "k16": {"name": "ours, K = 16", "groups": ("ablation",), "network_def": _ablation(steps=16)},
     "shared": {"name": "ours, shared weights", "groups": ("ablation",), "network_def": _ablation(shared=True)},
-    "seed-1": {"name": "ours, seed 1", "groups": ("ablation",), "network_def": OURS, "training": {"seed": 1}},
+    **{f"seed-{seed}": {"name": f"ours, seed {seed}", "groups": ("ablation",), "network_def": OURS, "training": {"seed": seed}} for seed in (1, 2)},
     "rician-correction": {"name": "ours + learned Rician bias correction", "groups": ("tried",), "network_def": _ablation(rician_correction=True)},
     "rician-trained": {
         "name": "ours + learned Rician bias correction, trained on Rician noise only",
@@ -115,8 +115,8 @@ LEARNED: dict[str, dict] = {
 """Learned rows, by folder name: display name, table groups, the ``network_def`` given to train.json
 and, for a few, other ``training`` overrides of train.json. The seed variant follows the seed project
 (16 shared steps of lam = 0.05, guidance that never trains, no noise-level input); the ablations
-change one thing of ours each, and "seed 1" is ours with another random seed (initial weights, crops
-and noise), the spread to read the ablations against; the "tried" rows are attempts to improve ours
+change one thing of ours each, and "seed 1" and "seed 2" are ours with other random seeds (initial
+weights, crops and noise), the spread to read the ablations against; the "tried" rows are attempts to improve ours
 on the same budget, but for "twice the budget", which measures what training longer gives. The
 command line's training settings (``--epochs``, ``--quick``) win over a row's."""
 MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
