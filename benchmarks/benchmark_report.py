@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,12 @@ def example_path(out: Path, setting: str, name: str) -> Path:
 
 def in_group(row: dict, group: str) -> bool:
     return group in row["groups"].split()
+
+
+def own_member(groups: Sequence[str], group: str) -> bool:
+    """Whether a row of ``groups`` is one of ``group``'s own rows: in it and, for any group but
+    "main", not also in the main table (such rows only give the others something to compare with)."""
+    return group in groups and (group == "main" or "main" not in groups)
 
 
 def _cell(row: dict, metric: str) -> str:
@@ -136,7 +143,7 @@ def group_sections(rows: list[dict]) -> list[str]:
     lines = []
     for group, title in (("main", "Main table"), ("ablation", "Ablations"), ("tried", "Trying to improve ours")):
         members = [r for r in rows if in_group(r, group)]
-        own = [r for r in members if group == "main" or not in_group(r, "main")]
+        own = [r for r in members if own_member(r["groups"].split(), group)]
         scored = {r["setting"] for r in own or members}
         chosen = [r for r in rows if r["setting"] in scored and (in_group(r, group) or (group != "main" and r["method"] in ("noisy input", OURS)))]
         if not chosen:

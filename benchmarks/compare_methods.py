@@ -16,9 +16,9 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   as a blind denoiser would not know the model).
 - Learned rows (``LEARNED``): each is trained from scratch by the bundle's own training workflow
   (``bundle/configs/train.json`` with only ``network_def`` replaced): the same training slices,
-  crops, noise, loss, optimiser, schedule, seed and number of epochs (but for the seed repeat and
-  the "twice the budget" row). Weights, logs and the
-  override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
+  crops, noise, loss, optimiser, schedule, seed and number of epochs, but where a row's own
+  ``training`` settings say otherwise (the seed repeats, Rician-only noise, twice the budget).
+  Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
 - The shipped bundle weights are scored too, as a row of their own (trained longer, see
   ``bundle/docs/README.md``).
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from benchmark_report import example_path, write_outputs
+from benchmark_report import example_path, own_member, write_outputs
 from nad_monai.baselines import GRIDS, METHODS, rician_bias_correction, tune
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images
@@ -55,6 +55,7 @@ from nad_monai.metrics import denoising_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "bundle" / "configs" / "train.json"
+TRAIN_DEFAULTS = ConfigParser.load_config_file(TRAIN_CONFIG)
 PM_K = {"k": [0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2]}
 CLASSICAL: dict[str, tuple[str, dict, dict]] = {
     "Gaussian smoothing": ("gaussian", {}, GRIDS["gaussian"]),
@@ -110,15 +111,20 @@ LEARNED: dict[str, dict] = {
         "network_def": _ablation(rician_correction=True),
         "training": {"noise": ["rician"]},
     },
-    "twice-the-budget": {"name": "ours, twice the budget (60 epochs)", "groups": ("tried",), "network_def": OURS, "training": {"epochs": 60}},
+    "twice-the-budget": {
+        "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": {"epochs": 2 * TRAIN_DEFAULTS["epochs"]},
+    },
 }
 """Learned rows, by folder name: display name, table groups, the ``network_def`` given to train.json
 and, for a few, other ``training`` overrides of train.json. The seed variant follows the seed project
 (16 shared steps of lam = 0.05, guidance that never trains, no noise-level input); the ablations
 change one thing of ours each, and "seed 1" and "seed 2" are ours with other random seeds (initial
-weights, crops and noise), the spread to read the ablations against; the "tried" rows are attempts to improve ours
-on the same budget, but for "twice the budget", which measures what training longer gives. The
-command line's training settings (``--epochs``, ``--quick``) win over a row's."""
+weights, crops and noise), the spread to read the ablations against; the "tried" rows are attempts
+to improve ours on the same budget, but for "twice the budget", which measures what training longer
+gives. The command line's training settings (``--epochs``, ``--quick``) win over a row's."""
 MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
 QUICK_TRAINING = {"epochs": 4, "batch_size": 4, "patch_size": [32, 32], "crops_per_slice": 1}
 """Reduced training for ``--quick``: a few iterations on the smallest training volume, validated on the smallest validation volume."""
@@ -165,10 +171,9 @@ def training_config(key: str, overrides: dict) -> dict:
     ``epochs``, the row's own ``training`` settings and ``overrides`` from the command line (which
     win), with the end-of-run comparison with PM and TV switched off (this benchmark makes a fuller
     one) and the SHA-256 of train.json."""
-    defaults = ConfigParser.load_config_file(TRAIN_CONFIG)
-    handlers = defaults["train"]["rank0_handlers"]
+    handlers = TRAIN_DEFAULTS["train"]["rank0_handlers"]
     comparison = next(i for i, h in enumerate(handlers) if h.get("_target_", "").endswith("BaselineComparison"))
-    config = {"network_def": LEARNED[key]["network_def"], "epochs": defaults["epochs"], f"train#rank0_handlers#{comparison}#_disabled_": True}
+    config = {"network_def": LEARNED[key]["network_def"], "epochs": TRAIN_DEFAULTS["epochs"], f"train#rank0_handlers#{comparison}#_disabled_": True}
     return {**config, **LEARNED[key].get("training", {}), **overrides, "train_config_sha256": hashlib.sha256(TRAIN_CONFIG.read_bytes()).hexdigest()}
 
 
@@ -177,8 +182,8 @@ def train_learned(key: str, out: Path, overrides: dict) -> dict:
 
     ``OUT/training/<key>/config.json`` holds ``training_config(key, overrides)``. The run is
     ``python -m monai.bundle run training --config_file "['bundle/configs/train.json', '<that file>']"
-    --ckpt_dir <folder>/models --output_dir <folder>/runs``, resumed from its newest checkpoint if it stopped; a folder trained
-    with other settings (or another train.json) is refused rather than reused.
+    --ckpt_dir <folder>/models --output_dir <folder>/runs``, resumed from its newest checkpoint if it
+    stopped; a folder trained with other settings (or another train.json) is refused rather than reused.
 
     Returns ``{"epochs", "seconds", "epoch_median", "weights", "config"}``: epochs trained, seconds
     summed over the logged epochs (each with its validation), the median seconds of an epoch, the
@@ -324,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         val, test = val[:3], test[:: max(1, len(test) // 4)][:4]
     example = test[len(test) // 2]["id"]
     rows, tuning = [], {}
-    ablation_only = {n for n, i in info.items() if "ablation" in i["groups"] and "main" not in i["groups"]}  # as the report's own rows
+    ablation_only = {n for n, i in info.items() if own_member(i["groups"], "ablation")}
     ablation_settings = settings(args.ablation_settings, False) if args.ablation_settings else None
     for model, sigma in settings(args.settings, args.quick):
         skip = ablation_only if ablation_settings is not None and (model, sigma) not in ablation_settings else set()
