@@ -4,11 +4,12 @@
 the same update as the classical baselines' ``diffusion_step``) whose gates a small CNN predicts from the neighbour differences, context features of a guidance
 U-Net and the noise level::
 
-    g      = GuidanceUNet([x, sigma])                          # once, trained end to end
+    p      = NonLocalMeans(x, sigma)                           # optional non-local pilot, once
+    g      = GuidanceUNet([x, p, sigma])                       # once, trained end to end
     u_0    = x
-    c_k    = sigmoid(ConductionNet_k([d(u_k) / sigma, g, sigma]))  # (N, n, H, W), gates in [0, 1]
+    c_k    = sigmoid(ConductionNet_k([d(u_k) / sigma, d(p) / sigma, g, sigma]))  # (N, n, H, W), gates in [0, 1]
     u_k+1  = u_k + lam_k * sum_i w_i c_k,i d_i(u_k)            # lam_k = max_step(n) * sigmoid(a_k)
-    y      = u_K + Refinement([u_K, x, g])                     # optional
+    y      = u_K + Refinement([u_K, x, p, g])                  # optional
 
 Because every gate is in [0, 1] and ``lam_k <= max_step(n)`` by construction, the diffusion part
 obeys the maximum principle for any weights; only the optional refinement can leave the input's
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffusion import direction_weights, max_step, neighbour_differences, weighted_step
+from .nonlocal_means import NonLocalMeans
 
 NOISE_FLOOR = 0.01
 """Added to the noise level before dividing differences by it (intensity units), so clean images stay finite."""
@@ -160,6 +162,10 @@ class UnrolledPeronaMalik(nn.Module):
             [0, 2] per pixel (the classical correction is ``r = 1`` with the noise model known;
             r up to 2 absorbs the noise estimate's shortfall in Rayleigh background). Needs
             ``noise_level_input``.
+        nonlocal_pilot: compute a non-local means estimate of the input once (``NonLocalMeans``, its
+            strength learned) and give it, and its neighbour differences, to the guidance,
+            conduction and refinement nets: patch similarity from the whole search window, which
+            local diffusion steps cannot see. Needs ``noise_level_input``.
 
     ``forward`` maps ``(N, 1, H, W)`` of any H, W, intensities in [0, 1], to the same shape;
     ``inspect`` also returns the gates and intermediate states. Without refinement the output
@@ -188,6 +194,7 @@ class UnrolledPeronaMalik(nn.Module):
         step_fraction: float = 0.9,
         detach_guidance: bool = False,
         rician_correction: bool = False,
+        nonlocal_pilot: bool = False,
     ):
         super().__init__()
         self.max_step = max_step(neighbours)  # raises for anything but 4 or 8 neighbours
@@ -195,12 +202,15 @@ class UnrolledPeronaMalik(nn.Module):
             raise ValueError(f"need steps >= 1 and 0 < step_fraction < 1, got {steps}, {step_fraction}")
         if rician_correction and not noise_level_input:
             raise ValueError("rician_correction needs noise_level_input: the correction scales with the noise level")
+        if nonlocal_pilot and not noise_level_input:
+            raise ValueError("nonlocal_pilot needs noise_level_input: its strength scales with the noise level")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
         self.noise_floor = NOISE_FLOOR
-        level = int(noise_level_input)
-        self.guidance = GuidanceUNet(1 + level, guidance_channels, guidance_features) if guidance_channels else None
-        conduction_in = neighbours + guidance_channels + level
+        level, pilot = int(noise_level_input), int(nonlocal_pilot)
+        self.pilot = NonLocalMeans() if nonlocal_pilot else None
+        self.guidance = GuidanceUNet(1 + pilot + level, guidance_channels, guidance_features) if guidance_channels else None
+        conduction_in = (1 + pilot) * neighbours + guidance_channels + level
 
         def conduction_net() -> ConductionNet:
             return ConductionNet(
@@ -213,8 +223,8 @@ class UnrolledPeronaMalik(nn.Module):
             self.conduction = nn.ModuleList(conduction_net() for _ in range(steps))
         logit = torch.logit(torch.tensor(step_fraction))
         self.step_logits = nn.Parameter(torch.full((steps,), float(logit)))
-        self.refinement = Refinement(2 + guidance_channels) if refinement else None
-        self.bias_gate = nn.Conv2d(2 + guidance_channels, 1, 1) if rician_correction else None
+        self.refinement = Refinement(2 + pilot + guidance_channels) if refinement else None
+        self.bias_gate = nn.Conv2d(2 + pilot + guidance_channels, 1, 1) if rician_correction else None
         if self.bias_gate is not None:
             nn.init.zeros_(self.bias_gate.weight)
             nn.init.constant_(self.bias_gate.bias, -3.0)  # r ~ 0.1: almost no correction before training
@@ -232,13 +242,14 @@ class UnrolledPeronaMalik(nn.Module):
     def inspect(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Denoise and return ``(y, details)`` with ``details`` = ``{"gates": K x (N, n, H, W),
         "states": (K + 1) x (N, 1, H, W), "step_sizes": (K,), "guidance": (N, G, H, W) or None,
-        "sigma": (N,) or None}``."""
-        y, gates, states, guidance, sigma = self._diffuse(x, sigma, True)
-        return y, {"gates": gates, "states": states, "step_sizes": self.step_sizes().detach(), "guidance": guidance, "sigma": sigma}
+        "sigma": (N,) or None, "pilot": (N, 1, H, W) or None}``."""
+        y, gates, states, guidance, sigma, pilot = self._diffuse(x, sigma, True)
+        details = {"gates": gates, "states": states, "step_sizes": self.step_sizes().detach(), "guidance": guidance, "sigma": sigma}
+        return y, {**details, "pilot": pilot}
 
     def _diffuse(
         self, x: torch.Tensor, sigma: torch.Tensor | None, keep: bool
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         if x.dim() != 4 or x.size(1) != 1:
             raise ValueError("expected images of shape (N, 1, H, W)")
         context: list[torch.Tensor] = []
@@ -249,9 +260,15 @@ class UnrolledPeronaMalik(nn.Module):
             level = sigma.to(x).view(-1, 1, 1, 1)
             scale = 1.0 / (level + self.noise_floor)
             context.append(level.expand(-1, 1, x.size(2), x.size(3)))
+        pilot: torch.Tensor | None = None
+        pilot_context: list[torch.Tensor] = []  # the pilot's neighbour differences, for the conduction nets
+        if self.pilot is not None:
+            assert sigma is not None  # nonlocal_pilot implies noise_level_input
+            pilot = self.pilot(x, sigma.to(x).view(-1))
+            pilot_context.append(neighbour_differences(pilot, self.neighbours) * scale)
         guidance: torch.Tensor | None = None
         if self.guidance is not None:
-            guidance = self.guidance(torch.cat([x] + context, dim=1))
+            guidance = self.guidance(torch.cat([x] + ([] if pilot is None else [pilot]) + context, dim=1))
             if self.detach_guidance:
                 guidance = guidance.detach()
             context.insert(0, guidance)
@@ -261,19 +278,19 @@ class UnrolledPeronaMalik(nn.Module):
         states: list[torch.Tensor] = [x]
         for k, conduction in enumerate(self.conduction):
             d = neighbour_differences(u, self.neighbours)
-            c = conduction(torch.cat([d * scale] + context, dim=1))
+            c = conduction(torch.cat([d * scale] + pilot_context + context, dim=1))
             u = weighted_step(u, c * d, self.weights, lams[k])
             if keep:
                 gates.append(c)
                 states.append(u)
-        features = torch.cat([u, x] if guidance is None else [u, x, guidance], dim=1)
+        features = torch.cat([u, x] + ([] if pilot is None else [pilot]) + ([] if guidance is None else [guidance]), dim=1)
         if self.refinement is not None:
             u = u + self.refinement(features)
         if self.bias_gate is not None:
             assert sigma is not None  # rician_correction implies noise_level_input
             r = 2.0 * torch.sigmoid(self.bias_gate(features))
             u = torch.sqrt(torch.clamp(u.clamp(min=0) ** 2 - 2.0 * r * sigma.to(x).view(-1, 1, 1, 1) ** 2, min=1e-6))
-        return u, gates, states, guidance, None if sigma is None else sigma.view(-1)
+        return u, gates, states, guidance, None if sigma is None else sigma.view(-1), pilot
 
 
 NETWORKS: dict[str, type[nn.Module]] = {"unrolled_pm": UnrolledPeronaMalik}

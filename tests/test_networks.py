@@ -24,6 +24,7 @@ CONFIGS = [
     {"conduction_features": (16, 16), "conduction_kernel_sizes": (3, 1), "conduction_padding": "zeros"},
     {"steps": 4, "conduction_padding": "zeros"},
     {"rician_correction": True},
+    {"nonlocal_pilot": True, "steps": 4},
 ]
 
 
@@ -53,8 +54,9 @@ def test_any_size_in_gives_the_same_size_out(kwargs, size):
 @pytest.mark.parametrize("neighbours", [4, 8])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("fast", [{}, {"conduction_kernel_sizes": (3, 1), "conduction_padding": "zeros"}])
-def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed, fast):
-    net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False, **fast), seed, scale=2.0).eval()
+@pytest.mark.parametrize("pilot", [False, True])
+def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed, fast, pilot):
+    net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False, nonlocal_pilot=pilot, **fast), seed, scale=2.0).eval()
     with torch.no_grad():
         net.step_logits.fill_(20.0)  # lam_k at its bound
     x = (torch.as_tensor(colin_slice)[None] + 0.2 * torch.randn(1, 1, *colin_slice.shape[1:])).clamp(0, 1)
@@ -63,14 +65,15 @@ def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice,
     assert y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5
 
 
-def test_constant_image_is_a_fixed_point_of_the_pure_network():
-    net = perturbed(UnrolledPeronaMalik(refinement=False)).eval()
+@pytest.mark.parametrize("pilot", [False, True])
+def test_constant_image_is_a_fixed_point_of_the_pure_network(pilot):
+    net = perturbed(UnrolledPeronaMalik(refinement=False, nonlocal_pilot=pilot)).eval()
     x = torch.full((1, 1, 40, 30), 0.42)
     with torch.no_grad():
         torch.testing.assert_close(net(x), x, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"shared": True}, {"neighbours": 4}])
+@pytest.mark.parametrize("kwargs", [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}])
 def test_gradients_reach_every_parameter_including_guidance(kwargs, colin_slice):
     net = UnrolledPeronaMalik(**kwargs)
     clean = torch.as_tensor(colin_slice)[None, :, 40:104, 40:104]
