@@ -17,7 +17,7 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
 - Learned rows (``LEARNED``): each is trained from scratch by the bundle's own training workflow
   (``bundle/configs/train.json`` with only ``network_def`` replaced): the same training slices,
   crops, noise, loss, optimiser, schedule, seed and number of epochs, but where a row's own
-  ``training`` settings say otherwise (the seed repeats, Rician-only noise, twice the budget).
+  ``training`` settings say otherwise (the seed repeats, Rician-only noise, gamma augmentation, twice the budget).
   Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
 - The shipped bundle weights are scored too, as a row of their own (trained longer, see
@@ -81,6 +81,14 @@ def _ablation(**changes) -> dict:
     return {**OURS, **changes}
 
 
+def _before_noise(transform: dict) -> list[dict]:
+    """train.json's random training transforms with ``transform`` inserted before the clean label is
+    copied, so that it changes the clean image and the noise is added afterwards."""
+    transforms = list(TRAIN_DEFAULTS["train"]["random_transforms"])
+    copy = next(i for i, t in enumerate(transforms) if t["_target_"] == "CopyItemsd")
+    return transforms[:copy] + [transform] + transforms[copy:]
+
+
 LEARNED: dict[str, dict] = {
     "ours": {"name": "unrolled Perona-Malik (ours)", "groups": ("main", "ablation"), "network_def": OURS},
     "basic-unet": {
@@ -110,6 +118,28 @@ LEARNED: dict[str, dict] = {
         "groups": ("tried",),
         "network_def": _ablation(rician_correction=True),
         "training": {"noise": ["rician"]},
+    },
+    "wide-guidance": {
+        "name": "ours, guidance U-Net twice as wide (32, 64)",
+        "groups": ("tried",),
+        "network_def": _ablation(guidance_features=[32, 64]),
+    },
+    "nonlocal-pilot": {
+        "name": "ours + non-local means pilot for the gates",
+        "groups": ("tried",),
+        "network_def": _ablation(nonlocal_pilot=True),
+    },
+    "nonlocal-rician-trained": {
+        "name": "ours + non-local pilot + learned Rician bias correction, trained on Rician noise only",
+        "groups": ("tried",),
+        "network_def": _ablation(nonlocal_pilot=True, rician_correction=True),
+        "training": {"noise": ["rician"]},
+    },
+    "gamma-augmentation": {
+        "name": "ours, trained with random gamma (contrast) augmentation",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": {"train#random_transforms": _before_noise({"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.5, "gamma": [0.7, 1.5]})},
     },
     "twice-the-budget": {
         "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
