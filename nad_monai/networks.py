@@ -208,7 +208,7 @@ class UnrolledPeronaMalik(nn.Module):
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
         self.noise_floor = NOISE_FLOOR
         level, pilot = int(noise_level_input), int(nonlocal_pilot)
-        self.pilot = NonLocalMeans() if nonlocal_pilot else None
+        self.pilot = NonLocalMeans(floor=NOISE_FLOOR) if nonlocal_pilot else None
         self.guidance = GuidanceUNet(1 + pilot + level, guidance_channels, guidance_features) if guidance_channels else None
         conduction_in = (1 + pilot) * neighbours + guidance_channels + level
 
@@ -244,8 +244,8 @@ class UnrolledPeronaMalik(nn.Module):
         "states": (K + 1) x (N, 1, H, W), "step_sizes": (K,), "guidance": (N, G, H, W) or None,
         "sigma": (N,) or None, "pilot": (N, 1, H, W) or None}``."""
         y, gates, states, guidance, sigma, pilot = self._diffuse(x, sigma, True)
-        details = {"gates": gates, "states": states, "step_sizes": self.step_sizes().detach(), "guidance": guidance, "sigma": sigma}
-        return y, {**details, "pilot": pilot}
+        step_sizes = self.step_sizes().detach()
+        return y, {"gates": gates, "states": states, "step_sizes": step_sizes, "guidance": guidance, "sigma": sigma, "pilot": pilot}
 
     def _diffuse(
         self, x: torch.Tensor, sigma: torch.Tensor | None, keep: bool
@@ -261,14 +261,16 @@ class UnrolledPeronaMalik(nn.Module):
             scale = 1.0 / (level + self.noise_floor)
             context.append(level.expand(-1, 1, x.size(2), x.size(3)))
         pilot: torch.Tensor | None = None
-        pilot_context: list[torch.Tensor] = []  # the pilot's neighbour differences, for the conduction nets
+        pilots: list[torch.Tensor] = []  # the pilot, for the guidance and refinement inputs
+        pilot_context: list[torch.Tensor] = []  # its neighbour differences, for the conduction nets
         if self.pilot is not None:
             assert sigma is not None  # nonlocal_pilot implies noise_level_input
             pilot = self.pilot(x, sigma.to(x).view(-1))
+            pilots.append(pilot)
             pilot_context.append(neighbour_differences(pilot, self.neighbours) * scale)
         guidance: torch.Tensor | None = None
         if self.guidance is not None:
-            guidance = self.guidance(torch.cat([x] + ([] if pilot is None else [pilot]) + context, dim=1))
+            guidance = self.guidance(torch.cat([x] + pilots + context, dim=1))
             if self.detach_guidance:
                 guidance = guidance.detach()
             context.insert(0, guidance)
@@ -283,7 +285,7 @@ class UnrolledPeronaMalik(nn.Module):
             if keep:
                 gates.append(c)
                 states.append(u)
-        features = torch.cat([u, x] + ([] if pilot is None else [pilot]) + ([] if guidance is None else [guidance]), dim=1)
+        features = torch.cat([u, x] + pilots + ([] if guidance is None else [guidance]), dim=1)
         if self.refinement is not None:
             u = u + self.refinement(features)
         if self.bias_gate is not None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def nonlocal_means(x: torch.Tensor, h: torch.Tensor, sigma: torch.Tensor, patch_size: int = 5, window: int = 7) -> torch.Tensor:
+def nonlocal_means(x: torch.Tensor, h: torch.Tensor, sigma: torch.Tensor, patch_size: int = 5, window: int = 9) -> torch.Tensor:
     """Non-local means of images ``x`` ``(N, 1, H, W)``; TorchScript-compatible.
 
     Args:
