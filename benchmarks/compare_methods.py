@@ -17,9 +17,12 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
 - Learned rows (``LEARNED``): each is trained from scratch by the bundle's own training workflow
   (``bundle/configs/train.json`` with only ``network_def`` replaced): the same training slices,
   crops, noise, loss, optimiser, schedule, seed and number of epochs, but where a row's own
-  ``training`` settings say otherwise (the seed repeats, Rician-only noise, gamma augmentation, twice the budget).
+  ``training`` settings say otherwise (the seed repeats, Rician-only noise, gamma augmentation, the T1 template
+  alone, twice the budget).
   Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
+- Mean rows (``ENSEMBLES``): the mean of the outputs of a few trained learned rows (the three seed
+  runs of ours), scored when all of them are in the run.
 - The shipped bundle weights are scored too, as a row of their own (trained longer, see
   ``bundle/docs/README.md``).
 
@@ -89,6 +92,17 @@ def _before_noise(transform: dict) -> list[dict]:
     return transforms[:copy] + [transform] + transforms[copy:]
 
 
+T1_TEMPLATE_ONLY = {
+    "dataset_dir": "$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'datalists', 't1_template_training.json')",
+    "val_dataset_dir": "$os.path.join(os.path.dirname(@bundle_root), 'data')",
+    "epochs": 81,
+}
+"""Training on the MNI152 T1 template alone (the test volume is T1-weighted; the other training volumes
+are EPI), validated as usual. Batches stay 8 slices x 2 crops; its 113 axial slices for 81 epochs
+make 18,306 training crops in 1,215 iterations, the default's 307 slices for 30 epochs 18,420 crops in
+1,170 iterations (the same budget, the cosine schedule spread over the 81 epochs)."""
+
+
 LEARNED: dict[str, dict] = {
     "ours": {"name": "unrolled Perona-Malik (ours)", "groups": ("main", "ablation"), "network_def": OURS},
     "basic-unet": {
@@ -141,6 +155,18 @@ LEARNED: dict[str, dict] = {
         "network_def": OURS,
         "training": {"train#random_transforms": _before_noise({"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.5, "gamma": [0.7, 1.5]})},
     },
+    "t1-template-only": {
+        "name": "ours, trained on the T1 template only",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": T1_TEMPLATE_ONLY,
+    },
+    "t1-template-rician-trained": {
+        "name": "ours + learned Rician bias correction, trained on Rician noise and the T1 template only",
+        "groups": ("tried",),
+        "network_def": _ablation(rician_correction=True),
+        "training": {**T1_TEMPLATE_ONLY, "noise": ["rician"]},
+    },
     "twice-the-budget": {
         "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
         "groups": ("tried",),
@@ -155,6 +181,26 @@ change one thing of ours each, and "seed 1" and "seed 2" are ours with other ran
 weights, crops and noise), the spread to read the ablations against; the "tried" rows are attempts
 to improve ours on the same budget, but for "twice the budget", which measures what training longer
 gives. The command line's training settings (``--epochs``, ``--quick``) win over a row's."""
+ENSEMBLES: dict[str, dict] = {
+    "seed-mean": {"name": "ours, mean of the outputs of the three seed runs", "groups": ("tried",), "members": ("ours", "seed-1", "seed-2")},
+}
+"""Rows that average the outputs of trained learned rows (``members``, by folder name); built when
+every member is among the rows of the run. Not a candidate model (it costs the members' parameters
+and time together): it measures how much of the gap to BM3D is run-to-run variance, which averaging
+removes, rather than a bias shared by every run."""
+
+
+class MeanOfNetworks(torch.nn.Module):
+    """The mean of the outputs of ``networks`` for the same input ``(N, C, H, W)``."""
+
+    def __init__(self, networks: list[torch.nn.Module]):
+        super().__init__()
+        self.networks = torch.nn.ModuleList(networks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(x) for net in self.networks]).mean(dim=0)
+
+
 MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
 QUICK_TRAINING = {"epochs": 4, "batch_size": 4, "patch_size": [32, 32], "crops_per_slice": 1}
 """Reduced training for ``--quick``: a few iterations on the smallest training volume, validated on the smallest validation volume."""
@@ -343,6 +389,11 @@ def main(argv: list[str] | None = None) -> None:
         nets[name], network_def = load_network([TRAIN_CONFIG, run["config"]], run["weights"])
         info[name] = {"groups": LEARNED[key]["groups"], "weights": run["weights"], "network_def": network_def, "epochs": run["epochs"]}
         info[name].update(training_seconds=round(run["seconds"]), epoch_seconds_median=round(run["epoch_median"], 1))
+    for spec in ENSEMBLES.values():
+        if set(spec["members"]) <= set(keys):
+            members = [LEARNED[key]["name"] for key in spec["members"]]
+            nets[spec["name"]] = MeanOfNetworks([nets[m] for m in members])
+            info[spec["name"]] = {"groups": spec["groups"], "weights": [info[m]["weights"] for m in members], "network_def": [info[m]["network_def"] for m in members]}
     extra = [(*spec.split("=", 1), ("main",)) for spec in args.learned]
     if not args.no_shipped:  # trained longer than the budget: also a row of the "tried" table
         version = json.loads((ROOT / "bundle/configs/metadata.json").read_text())["version"]
@@ -423,7 +474,9 @@ def score_setting(
         scored(name, key, classical_denoiser(method, record["best"], correct), {"best": record["best"], "validation_psnr": record["validation_psnr"]})
         tuning[name] = {"best": record["best"], "validation_psnr": record["validation_psnr"], "grid": {k: list(v) for k, v in grid_.items()}}
     for name, net in nets.items():
-        scored(name, {"ids": test_ids, "weights": file_digest(info[name]["weights"]), "network_def": info[name]["network_def"]}, net)
+        weights = info[name]["weights"]
+        digest = [file_digest(w) for w in weights] if isinstance(weights, list) else file_digest(weights)
+        scored(name, {"ids": test_ids, "weights": digest, "network_def": info[name]["network_def"]}, net)
 
     rows = []
     for name, record in results.items():
