@@ -5,9 +5,12 @@ For each split (validation, test) and each noise model (gaussian, rician, speckl
 images as ``evaluate.json``: ``transforms.RandNoiseCorruptiond`` seeded by slice id) and scored
 with ``nad_monai.denoising_metrics`` (PSNR, SSIM, Edge MSE; mean over slices). With ``--bm3d``,
 the Rician-bias-corrected BM3D reference (``bm3d`` package, sigma given, needs the ``bench``
-extra) is scored at Rician s = 0.10 on the same test slices, and the network beside it.
+extra) is scored at Rician s = 0.10 on every n-th slice of each split, and the network beside it,
+over the whole image and inside the head mask.
 
     python benchmarks/evaluate_weights.py --weights bundle/models/model.pt --bm3d --bm3d-every 4
+    python benchmarks/evaluate_weights.py --config bundle/configs/train.json benchmarks/results/training/ours/config.json \
+        --weights benchmarks/results/training/ours/models/model.pt --splits validation test --bm3d --bm3d-every 2   # a benchmark row
 """
 
 from __future__ import annotations
@@ -38,11 +41,11 @@ def bm3d_corrected(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="bundle/models/model.pt", help="state dict of the bundle network")
-    parser.add_argument("--config", default="bundle/configs/inference.json", help="config holding network_def")
+    parser.add_argument("--config", nargs="+", default=["bundle/configs/inference.json"], help="config file(s) holding network_def, merged in order")
     parser.add_argument("--datalist", default="data/datalist.json")
     parser.add_argument("--splits", nargs="+", default=["validation", "test"])
-    parser.add_argument("--bm3d", action="store_true", help="also score bias-corrected BM3D at Rician s=0.10 (test)")
-    parser.add_argument("--bm3d-every", type=int, default=4, help="BM3D comparison on every n-th test slice")
+    parser.add_argument("--bm3d", action="store_true", help="also score bias-corrected BM3D at Rician s=0.10 on each split")
+    parser.add_argument("--bm3d-every", type=int, default=4, help="BM3D comparison on every n-th slice")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,19 +70,18 @@ def main() -> None:
                 noisy = score(pairs, lambda x: x)
                 result = score(pairs, ours)
                 print(f"| {model} | {sigma:.2f} | {noisy['psnr']:.2f} | {result['psnr']:.2f} | {result['ssim']:.3f} | {result['edge_mse']:.4f} |", flush=True)
-    if args.bm3d:
-        items = slice_items("nifti", args.datalist, "test")[:: args.bm3d_every]
+    for split in args.splits if args.bm3d else []:
+        items = slice_items("nifti", args.datalist, split)[:: args.bm3d_every]
         pairs = noisy_pairs(items, "rician", 0.10)
         start = time.perf_counter()
-        reference = score(pairs, lambda x: bm3d_corrected(x, 0.10))
+        reference = {k: float(v.mean()) for k, v in score_images(pairs, lambda x: bm3d_corrected(x, 0.10)).items()}
         seconds = (time.perf_counter() - start) / len(pairs)
-        result = score(pairs, ours)
-        print(f"\nRician s = 0.10, test, every {args.bm3d_every}th slice ({len(pairs)} slices):\n")
-        print("| method | PSNR (dB) | SSIM | Edge MSE |")
-        print("|---|---|---|---|")
-        print(f"| BM3D + Rician bias correction ({seconds:.1f} s/slice) | {reference['psnr']:.2f} | {reference['ssim']:.3f} | {reference['edge_mse']:.4f} |")
-        print(f"| unrolled Perona-Malik (these weights) | {result['psnr']:.2f} | {result['ssim']:.3f} | {result['edge_mse']:.4f} |")
-
+        result = {k: float(v.mean()) for k, v in score_images(pairs, ours).items()}
+        print(f"\nRician s = 0.10, {split}, every {args.bm3d_every}th slice ({len(pairs)} slices):\n")
+        print("| method | PSNR (dB) | SSIM | Edge MSE | head PSNR (dB) |")
+        print("|---|---|---|---|---|")
+        for name, r in ((f"BM3D + Rician bias correction ({seconds:.1f} s/slice)", reference), ("unrolled Perona-Malik (these weights)", result)):
+            print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['edge_mse']:.4f} | {r['head_psnr']:.2f} |")
 
 if __name__ == "__main__":
     main()
