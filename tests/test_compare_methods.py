@@ -127,7 +127,7 @@ def test_a_rows_own_training_settings_apply_and_the_command_line_wins():
     assert compare_methods.training_config("twice-the-budget", {"epochs": 4})["epochs"] == 4
 
 
-def test_the_t1_template_rows_train_on_that_volume_alone_for_the_same_budget():
+def test_the_rows_with_other_training_volumes_train_on_those_alone_for_the_same_budget():
     from monai.bundle import ConfigParser
 
     from nad_monai.datasets import nifti_slices
@@ -138,11 +138,14 @@ def test_the_t1_template_rows_train_on_that_volume_alone_for_the_same_budget():
         parser.update({k: v for k, v in compare_methods.training_config(key, {}).items() if k != "train_config_sha256"})
         return parser
 
-    default, t1 = resolved("ours"), resolved("t1-template-only")
-    assert t1.get_parsed_content("val_dataset_dir") == default.get_parsed_content("val_dataset_dir")  # validated as usual
-    slices = {name: nifti_slices(p.get_parsed_content("dataset_dir"), "training") for name, p in (("default", default), ("t1", t1))}
-    assert {s["subject"] for s in slices["t1"]} == {"mni152-2009a-template"}
-    assert len({s["subject"] for s in slices["default"]}) > 1
-    crops = {name: len(slices[name]) * p["crops_per_slice"] * p["epochs"] for name, p in (("default", default), ("t1", t1))}
-    assert abs(crops["t1"] / crops["default"] - 1) < 0.02, crops  # the same training budget
+    default = resolved("ours")
+    ours = nifti_slices(default.get_parsed_content("dataset_dir"), "training")
+    assert len({s["subject"] for s in ours}) == 3
+    budget = len(ours) * default["crops_per_slice"] * default["epochs"]
+    for key, subjects in (("t1-template-only", {"mni152-2009a-template"}), ("without-template", {"heudiconv-b0dwiForFmap", "nibabel-example4d"})):
+        parser = resolved(key)
+        assert parser.get_parsed_content("val_dataset_dir") == default.get_parsed_content("val_dataset_dir")  # validated as usual
+        items = nifti_slices(parser.get_parsed_content("dataset_dir"), "training")
+        assert {s["subject"] for s in items} == subjects
+        assert abs(len(items) * parser["crops_per_slice"] * parser["epochs"] / budget - 1) < 0.02, key  # the same training budget
     assert resolved("t1-template-rician-trained")["noise"] == ["rician"]
