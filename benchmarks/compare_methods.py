@@ -92,25 +92,25 @@ def _before_noise(transform: dict) -> list[dict]:
     return transforms[:copy] + [transform] + transforms[copy:]
 
 
-T1_TEMPLATE_ONLY = {
-    "dataset_dir": "$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'datalists', 't1_template_training.json')",
-    "val_dataset_dir": "$os.path.join(os.path.dirname(@bundle_root), 'data')",
-    "epochs": 81,
-}
+def _training_volumes(datalist: str, epochs: int) -> dict:
+    """Overrides of train.json that train on the volumes listed in ``benchmarks/datalists/<datalist>``
+    for ``epochs`` (batches of 8 slices x 2 crops as usual), validated on the usual validation split."""
+    return {
+        "dataset_dir": f"$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'datalists', '{datalist}')",
+        "val_dataset_dir": "$os.path.join(os.path.dirname(@bundle_root), 'data')",
+        "epochs": epochs,
+    }
+
+
+T1_TEMPLATE_ONLY = _training_volumes("t1_template_training.json", 81)
 """Training on the MNI152 T1 template alone (the test volume is T1-weighted; the other training volumes
-are EPI), validated as usual. Batches stay 8 slices x 2 crops; its 113 axial slices for 81 epochs
-make 18,306 training crops in 1,215 iterations, the default's 307 slices for 30 epochs 18,420 crops in
-1,170 iterations (the same budget, the cosine schedule spread over the 81 epochs)."""
-
-
-WITHOUT_TEMPLATE = {
-    "dataset_dir": "$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'datalists', 'without_template_training.json')",
-    "val_dataset_dir": "$os.path.join(os.path.dirname(@bundle_root), 'data')",
-    "epochs": 47,
-}
+are EPI): its 113 axial slices for 81 epochs make 18,306 training crops in 1,215 iterations, the
+default's 307 slices for 30 epochs 18,420 crops in 1,170 iterations (the same budget, the cosine
+schedule spread over the 81 epochs)."""
+WITHOUT_TEMPLATE = _training_volumes("without_template_training.json", 47)
 """Training on the four EPI volumes of single people, without the MNI152 template (an average of 152
-people, smoother than any one scan), validated as usual: 194 axial slices x 2 crops x 47 epochs =
-18,236 training crops in 1,175 iterations, the default's budget (18,420 crops, 1,170 iterations)."""
+people, smoother than any one scan): 194 axial slices x 2 crops x 47 epochs = 18,236 training crops
+in 1,175 iterations, the default's budget."""
 
 
 LEARNED: dict[str, dict] = {
