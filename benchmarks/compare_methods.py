@@ -403,13 +403,13 @@ def main(argv: list[str] | None = None) -> None:
         run = train_learned(key, args.out, overrides)
         name = LEARNED[key]["name"]
         nets[name], network_def = load_network([TRAIN_CONFIG, run["config"]], run["weights"])
-        info[name] = {"groups": LEARNED[key]["groups"], "weights": run["weights"], "network_def": network_def, "epochs": run["epochs"]}
+        info[name] = {"groups": LEARNED[key]["groups"], "weights_digest": file_digest(run["weights"]), "network_def": network_def, "epochs": run["epochs"]}
         info[name].update(training_seconds=round(run["seconds"]), epoch_seconds_median=round(run["epoch_median"], 1))
     for spec in ENSEMBLES.values():
         if set(spec["members"]) <= set(keys):
             members = [LEARNED[key]["name"] for key in spec["members"]]
             nets[spec["name"]] = MeanOfNetworks([nets[m] for m in members])
-            info[spec["name"]] = {"groups": spec["groups"], "weights": [info[m]["weights"] for m in members], "network_def": [info[m]["network_def"] for m in members]}
+            info[spec["name"]] = {"groups": spec["groups"], "weights_digest": [info[m]["weights_digest"] for m in members], "network_def": [info[m]["network_def"] for m in members]}
     extra = [(*spec.split("=", 1), ("main",)) for spec in args.learned]
     if not args.no_shipped:  # trained longer than the budget: also a row of the "tried" table
         version = json.loads((ROOT / "bundle/configs/metadata.json").read_text())["version"]
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, files, groups in extra:
         config, weights = files.rsplit(":", 1)
         nets[name], network_def = load_network([Path(config)], Path(weights))
-        info[name] = {"groups": groups, "weights": Path(weights), "network_def": network_def}
+        info[name] = {"groups": groups, "weights_digest": file_digest(Path(weights)), "network_def": network_def}
 
     val = slice_items("nifti", args.datalist, "validation")[:: args.val_every]
     test = slice_items("nifti", args.datalist, "test")[:: args.test_every]
@@ -490,9 +490,7 @@ def score_setting(
         scored(name, key, classical_denoiser(method, record["best"], correct), {"best": record["best"], "validation_psnr": record["validation_psnr"]})
         tuning[name] = {"best": record["best"], "validation_psnr": record["validation_psnr"], "grid": {k: list(v) for k, v in grid_.items()}}
     for name, net in nets.items():
-        weights = info[name]["weights"]
-        digest = [file_digest(w) for w in weights] if isinstance(weights, list) else file_digest(weights)
-        scored(name, {"ids": test_ids, "weights": digest, "network_def": info[name]["network_def"]}, net)
+        scored(name, {"ids": test_ids, "weights": info[name]["weights_digest"], "network_def": info[name]["network_def"]}, net)
 
     rows = []
     for name, record in results.items():
