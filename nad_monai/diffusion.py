@@ -70,6 +70,37 @@ def neighbour_differences(u: torch.Tensor, neighbours: int = 4) -> torch.Tensor:
     return torch.cat(shifted, dim=1) - u
 
 
+def coarse_neighbour_differences(u: torch.Tensor, neighbours: int, levels: int) -> torch.Tensor:
+    """Neighbour differences of ``u`` at ``levels`` coarser scales, each brought back to full size.
+
+    Level ``l`` (1 to ``levels``) averages ``2**l x 2**l`` blocks (a 2x2 mean per level, borders
+    replicate-padded to even sizes), so white noise of std ``s`` falls to ``s / 2**l``; its
+    ``neighbour_differences`` (steps of ``2**l`` pixels) are upsampled bilinearly, each block's value
+    centred on its block. Edges that survive averaging are real, whereas noise fakes fine-scale ones.
+
+    Args:
+        u: images ``(N, 1, H, W)``.
+        neighbours: 4 or 8.
+        levels: number of coarser scales, >= 0.
+
+    Returns:
+        ``(N, levels * neighbours, H, W)``, the finest of the coarse levels first. TorchScript-compatible.
+    """
+    h, w = u.size(2), u.size(3)
+    coarse = u
+    out: list[torch.Tensor] = []
+    factor = 1
+    for _ in range(levels):
+        coarse = F.avg_pool2d(F.pad(coarse, [0, coarse.size(3) % 2, 0, coarse.size(2) % 2], mode="replicate"), 2)
+        factor *= 2
+        d = neighbour_differences(coarse, neighbours)
+        size = [d.size(2) * factor, d.size(3) * factor]
+        out.append(F.interpolate(d, size=size, mode="bilinear", align_corners=False)[:, :, :h, :w])
+    if not out:
+        return u.new_zeros([u.size(0), 0, h, w])
+    return torch.cat(out, dim=1)
+
+
 def gradient_magnitudes(differences: torch.Tensor) -> torch.Tensor:
     """``|d_i| / distance_i``: directional gradient magnitudes, same shape as ``differences``."""
     weights = direction_weights(differences.shape[1]).to(differences)

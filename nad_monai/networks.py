@@ -7,9 +7,12 @@ U-Net and the noise level::
     p      = NonLocalMeans(x, sigma)                           # optional non-local pilot, once
     g      = GuidanceUNet([x, p, sigma])                       # once, trained end to end
     u_0    = x
-    c_k    = sigmoid(ConductionNet_k([d(u_k) / sigma, d(p) / sigma, g, sigma]))  # (N, n, H, W), gates in [0, 1]
+    c_k    = sigmoid(ConductionNet_k([d(u_k) / sigma, D(u_k) / sigma, d(p) / sigma, g, sigma]))  # (N, n, H, W), gates in [0, 1]
     u_k+1  = u_k + lam_k * sum_i w_i c_k,i d_i(u_k)            # lam_k = max_step(n) * sigmoid(a_k)
     y      = u_K + Refinement([u_K, x, p, g])                  # optional
+
+``d`` are the neighbour differences, ``D`` the optional ones at coarser scales (2x2, 4x4, ... block
+means) and ``p`` the optional pilot.
 
 Because every gate is in [0, 1] and ``lam_k <= max_step(n)`` by construction, the diffusion part
 obeys the maximum principle for any weights; only the optional refinement can leave the input's
@@ -26,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diffusion import direction_weights, max_step, neighbour_differences, weighted_step
+from .diffusion import coarse_neighbour_differences, direction_weights, max_step, neighbour_differences, weighted_step
 from .nonlocal_means import NonLocalMeans
 
 NOISE_FLOOR = 0.01
@@ -166,6 +169,10 @@ class UnrolledPeronaMalik(nn.Module):
             strength learned) and give it, and its neighbour differences, to the guidance,
             conduction and refinement nets: patch similarity from the whole search window, which
             local diffusion steps cannot see. Needs ``noise_level_input``.
+        coarse_scales: give the conduction nets the neighbour differences of ``u_k`` at this many
+            coarser scales as well (``coarse_neighbour_differences``: 2x2, 4x4, ... block means,
+            with noise s/2, s/4, ...), so a gate can tell an edge that persists across scales from
+            noise; 0 (default) sees the finest scale only. The diffusion itself stays on the pixel grid.
 
     ``forward`` maps ``(N, 1, H, W)`` of any H, W, intensities in [0, 1], to the same shape;
     ``inspect`` also returns the gates and intermediate states. Without refinement the output
@@ -195,22 +202,25 @@ class UnrolledPeronaMalik(nn.Module):
         detach_guidance: bool = False,
         rician_correction: bool = False,
         nonlocal_pilot: bool = False,
+        coarse_scales: int = 0,
     ):
         super().__init__()
         self.max_step = max_step(neighbours)  # raises for anything but 4 or 8 neighbours
         if steps < 1 or not 0 < step_fraction < 1:
             raise ValueError(f"need steps >= 1 and 0 < step_fraction < 1, got {steps}, {step_fraction}")
+        if coarse_scales < 0:
+            raise ValueError(f"need coarse_scales >= 0, got {coarse_scales}")
         if rician_correction and not noise_level_input:
             raise ValueError("rician_correction needs noise_level_input: the correction scales with the noise level")
         if nonlocal_pilot and not noise_level_input:
             raise ValueError("nonlocal_pilot needs noise_level_input: its strength scales with the noise level")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
-        self.noise_floor = NOISE_FLOOR
+        self.noise_floor, self.coarse_scales = NOISE_FLOOR, coarse_scales
         level, pilot = int(noise_level_input), int(nonlocal_pilot)
         self.pilot = NonLocalMeans(floor=NOISE_FLOOR) if nonlocal_pilot else None
         self.guidance = GuidanceUNet(1 + pilot + level, guidance_channels, guidance_features) if guidance_channels else None
-        conduction_in = (1 + pilot) * neighbours + guidance_channels + level
+        conduction_in = (1 + coarse_scales + pilot) * neighbours + guidance_channels + level
 
         def conduction_net() -> ConductionNet:
             return ConductionNet(
@@ -280,7 +290,8 @@ class UnrolledPeronaMalik(nn.Module):
         states: list[torch.Tensor] = [x]
         for k, conduction in enumerate(self.conduction):
             d = neighbour_differences(u, self.neighbours)
-            c = conduction(torch.cat([d * scale] + pilot_context + context, dim=1))
+            coarse = coarse_neighbour_differences(u, self.neighbours, self.coarse_scales)
+            c = conduction(torch.cat([d * scale, coarse * scale] + pilot_context + context, dim=1))
             u = weighted_step(u, c * d, self.weights, lams[k])
             if keep:
                 gates.append(c)

@@ -11,6 +11,7 @@ from conftest import DEVICES
 from nad_monai.diffusion import (
     OFFSETS,
     ClassicalDiffusion,
+    coarse_neighbour_differences,
     conductance,
     diffusion_step,
     direction_weights,
@@ -51,6 +52,35 @@ def test_each_difference_channel_follows_the_offsets_table(colin_slice, neighbou
         neighbour = torch.roll(u, shifts=(-dy, -dx), dims=(-2, -1))  # neighbour(p) = u(p + e_i)
         torch.testing.assert_close(d[0, i, 1:-1, 1:-1], (neighbour - u)[0, 0, 1:-1, 1:-1], rtol=0, atol=1e-7)
     assert direction_weights(neighbours).tolist() == [1.0 / (dy * dy + dx * dx) for dy, dx in OFFSETS[neighbours]]
+
+
+@pytest.mark.parametrize("neighbours", [4, 8])
+@pytest.mark.parametrize("size", [(32, 48), (37, 29), (5, 3)])
+def test_coarse_differences_step_2_to_the_l_pixels_and_keep_the_image_size(neighbours, size):
+    h, w = size
+    ramp = torch.arange(float(w)).expand(1, 1, h, w).contiguous()  # +1 per pixel eastwards
+    d = coarse_neighbour_differences(ramp, neighbours, 2)
+    assert d.shape == (1, 2 * neighbours, h, w)
+    east = [i for i, offset in enumerate(OFFSETS[neighbours]) if offset == (0, 1)][0]
+    if w >= 32:  # away from the borders a block mean of the ramp steps by the block size
+        np.testing.assert_allclose(d[0, east, h // 2, 8 : w - 8], 2.0, atol=1e-5)
+        np.testing.assert_allclose(d[0, neighbours + east, h // 2, 12 : w - 12], 4.0, atol=1e-5)
+        np.testing.assert_allclose(d[0, 0, 4 : h - 4, 4 : w - 4], 0.0, atol=1e-5)  # nothing changes north
+    assert coarse_neighbour_differences(ramp, neighbours, 0).shape == (1, 0, h, w)
+
+
+def test_coarse_differences_shrink_noise_but_keep_real_edges(colin_slice):
+    clean = as_batch(colin_slice)
+    noise = noisy(torch.zeros_like(clean), 0.1)
+    fine = neighbour_differences(noise, 4).std()
+    coarse = coarse_neighbour_differences(noise, 4, 2)
+    level1, level2 = coarse[:, :4].std(), coarse[:, 4:].std()
+    assert level1 < 0.5 * fine and level2 < 0.6 * level1
+    # on the anatomy the coarse differences still carry the edges: strong where the fine ones are
+    edges = neighbour_differences(clean, 4).abs().mean(1)
+    strong = edges > torch.quantile(edges, 0.95)
+    coarse_clean = coarse_neighbour_differences(clean, 4, 1).abs().mean(1)
+    assert coarse_clean[strong].mean() > 3 * coarse_clean[~strong].mean()
 
 
 @pytest.mark.parametrize("neighbours", [4, 8])

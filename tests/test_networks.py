@@ -25,6 +25,7 @@ CONFIGS = [
     {"steps": 4, "conduction_padding": "zeros"},
     {"rician_correction": True},
     {"nonlocal_pilot": True, "steps": 4},
+    {"coarse_scales": 2, "steps": 4},
 ]
 
 
@@ -54,9 +55,9 @@ def test_any_size_in_gives_the_same_size_out(kwargs, size):
 @pytest.mark.parametrize("neighbours", [4, 8])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("fast", [{}, {"conduction_kernel_sizes": (3, 1), "conduction_padding": "zeros"}])
-@pytest.mark.parametrize("pilot", [False, True])
-def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed, fast, pilot):
-    net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False, nonlocal_pilot=pilot, **fast), seed, scale=2.0).eval()
+@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"coarse_scales": 2}])
+def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed, fast, extra):
+    net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False, **extra, **fast), seed, scale=2.0).eval()
     with torch.no_grad():
         net.step_logits.fill_(20.0)  # lam_k at its bound
     x = (torch.as_tensor(colin_slice)[None] + 0.2 * torch.randn(1, 1, *colin_slice.shape[1:])).clamp(0, 1)
@@ -65,15 +66,15 @@ def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice,
     assert y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5
 
 
-@pytest.mark.parametrize("pilot", [False, True])
-def test_constant_image_is_a_fixed_point_of_the_pure_network(pilot):
-    net = perturbed(UnrolledPeronaMalik(refinement=False, nonlocal_pilot=pilot)).eval()
+@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"coarse_scales": 2}])
+def test_constant_image_is_a_fixed_point_of_the_pure_network(extra):
+    net = perturbed(UnrolledPeronaMalik(refinement=False, **extra)).eval()
     x = torch.full((1, 1, 40, 30), 0.42)
     with torch.no_grad():
         torch.testing.assert_close(net(x), x, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}])
+@pytest.mark.parametrize("kwargs", [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}, {"coarse_scales": 2, "steps": 4}])
 def test_gradients_reach_every_parameter_including_guidance(kwargs, colin_slice):
     net = UnrolledPeronaMalik(**kwargs)
     clean = torch.as_tensor(colin_slice)[None, :, 40:104, 40:104]
@@ -116,8 +117,17 @@ def test_learned_rician_correction_is_the_classical_one_at_r_1_and_scripts(colin
         UnrolledPeronaMalik(rician_correction=True, noise_level_input=False)
 
 
+def test_multiscale_gates_see_each_coarse_scale_and_script(colin_slice):
+    net = perturbed(UnrolledPeronaMalik(steps=3, coarse_scales=2), seed=2, scale=0.1).eval()
+    assert net.conduction[0].net[0].in_channels == 3 * 8 + 8 + 1  # fine + 2 coarse scales, guidance, noise level
+    x = torch.as_tensor(colin_slice)[None, :, :75, :61] + 0.1 * torch.randn(1, 1, 75, 61)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"conduction_padding": "reflect"}, {"conduction_kernel_sizes": (3, 2)}, {"conduction_kernel_sizes": (0, 1)}]
+    "kwargs",
+    [{"conduction_padding": "reflect"}, {"conduction_kernel_sizes": (3, 2)}, {"conduction_kernel_sizes": (0, 1)}, {"coarse_scales": -1}],
 )
 def test_invalid_fast_options_raise(kwargs):
     with pytest.raises(ValueError):
