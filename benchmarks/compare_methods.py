@@ -159,16 +159,21 @@ LEARNED: dict[str, dict] = {
         "network_def": _ablation(nonlocal_pilot=True, rician_correction=True),
         "training": {"noise": ["rician"]},
     },
+    "dct-pilot": {
+        "name": "ours + sliding-window DCT shrinkage pilot (transform domain)",
+        "groups": ("tried",),
+        "network_def": _ablation(dct_pilot=True),
+    },
+    "dct-pilot-rician-trained": {
+        "name": "ours + DCT shrinkage pilot + learned Rician bias correction, trained on Rician noise only",
+        "groups": ("tried",),
+        "network_def": _ablation(dct_pilot=True, rician_correction=True),
+        "training": {"noise": ["rician"]},
+    },
     "coarse-scales": {
         "name": "ours + gates that also see 2x2 and 4x4 block-mean differences (multiscale)",
         "groups": ("tried",),
         "network_def": _ablation(coarse_scales=2),
-    },
-    "coarse-scales-rician-trained": {
-        "name": "ours + multiscale gates + learned Rician bias correction, trained on Rician noise only",
-        "groups": ("tried",),
-        "network_def": _ablation(coarse_scales=2, rician_correction=True),
-        "training": {"noise": ["rician"]},
     },
     "gamma-augmentation": {
         "name": "ours, trained with random gamma (contrast) augmentation",

@@ -4,7 +4,7 @@
 the same update as the classical baselines' ``diffusion_step``) whose gates a small CNN predicts from the neighbour differences, context features of a guidance
 U-Net and the noise level::
 
-    p      = NonLocalMeans(x, sigma)                           # optional non-local pilot, once
+    p      = NonLocalMeans(x, sigma) or DCTShrinkage(x, sigma)  # optional pilot estimate, once
     g      = GuidanceUNet([x, p, sigma])                       # once, trained end to end
     u_0    = x
     c_k    = sigmoid(ConductionNet_k([d(u_k) / sigma, D(u_k) / sigma, d(p) / sigma, g, sigma]))  # (N, n, H, W), gates in [0, 1]
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffusion import coarse_neighbour_differences, direction_weights, max_step, neighbour_differences, weighted_step
+from .dct_shrinkage import DCTShrinkage
 from .nonlocal_means import NonLocalMeans
 
 NOISE_FLOOR = 0.01
@@ -169,6 +170,10 @@ class UnrolledPeronaMalik(nn.Module):
             strength learned) and give it, and its neighbour differences, to the guidance,
             conduction and refinement nets: patch similarity from the whole search window, which
             local diffusion steps cannot see. Needs ``noise_level_input``.
+        dct_pilot: the same with a sliding-window DCT shrinkage pilot instead (``DCTShrinkage``,
+            8x8 patches, thresholds per frequency learned): a sparse transform-domain estimate,
+            which keeps the thin edges and texture that local averaging blurs. Needs
+            ``noise_level_input``; not together with ``nonlocal_pilot``.
         coarse_scales: give the conduction nets the neighbour differences of ``u_k`` at this many
             coarser scales as well (``coarse_neighbour_differences``: 2x2, 4x4, ... block means,
             with noise s/2, s/4, ...), so a gate can tell an edge that persists across scales from
@@ -202,6 +207,7 @@ class UnrolledPeronaMalik(nn.Module):
         detach_guidance: bool = False,
         rician_correction: bool = False,
         nonlocal_pilot: bool = False,
+        dct_pilot: bool = False,
         coarse_scales: int = 0,
     ):
         super().__init__()
@@ -212,13 +218,19 @@ class UnrolledPeronaMalik(nn.Module):
             raise ValueError(f"need coarse_scales >= 0, got {coarse_scales}")
         if rician_correction and not noise_level_input:
             raise ValueError("rician_correction needs noise_level_input: the correction scales with the noise level")
-        if nonlocal_pilot and not noise_level_input:
-            raise ValueError("nonlocal_pilot needs noise_level_input: its strength scales with the noise level")
+        if (nonlocal_pilot or dct_pilot) and not noise_level_input:
+            raise ValueError("a pilot (nonlocal_pilot, dct_pilot) needs noise_level_input: its strength scales with the noise level")
+        if nonlocal_pilot and dct_pilot:
+            raise ValueError("choose one pilot: nonlocal_pilot or dct_pilot")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
         self.noise_floor, self.coarse_scales = NOISE_FLOOR, coarse_scales
-        level, pilot = int(noise_level_input), int(nonlocal_pilot)
-        self.pilot = NonLocalMeans(floor=NOISE_FLOOR) if nonlocal_pilot else None
+        level, pilot = int(noise_level_input), int(nonlocal_pilot or dct_pilot)
+        self.pilot: nn.Module | None = None
+        if nonlocal_pilot:
+            self.pilot = NonLocalMeans(floor=NOISE_FLOOR)
+        elif dct_pilot:
+            self.pilot = DCTShrinkage(floor=NOISE_FLOOR)
         self.guidance = GuidanceUNet(1 + pilot + level, guidance_channels, guidance_features) if guidance_channels else None
         conduction_in = (1 + coarse_scales + pilot) * neighbours + guidance_channels + level
 
@@ -274,7 +286,7 @@ class UnrolledPeronaMalik(nn.Module):
         pilots: list[torch.Tensor] = []  # the pilot, for the guidance and refinement inputs
         pilot_context: list[torch.Tensor] = []  # its neighbour differences, for the conduction nets
         if self.pilot is not None:
-            assert sigma is not None  # nonlocal_pilot implies noise_level_input
+            assert sigma is not None  # a pilot implies noise_level_input
             pilot = self.pilot(x, sigma.to(x).view(-1))
             pilots.append(pilot)
             pilot_context.append(neighbour_differences(pilot, self.neighbours) * scale)

@@ -26,6 +26,7 @@ CONFIGS = [
     {"rician_correction": True},
     {"nonlocal_pilot": True, "steps": 4},
     {"coarse_scales": 2, "steps": 4},
+    {"dct_pilot": True, "steps": 4},
 ]
 
 
@@ -55,7 +56,7 @@ def test_any_size_in_gives_the_same_size_out(kwargs, size):
 @pytest.mark.parametrize("neighbours", [4, 8])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("fast", [{}, {"conduction_kernel_sizes": (3, 1), "conduction_padding": "zeros"}])
-@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"coarse_scales": 2}])
+@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"dct_pilot": True}, {"coarse_scales": 2}])
 def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed, fast, extra):
     net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False, **extra, **fast), seed, scale=2.0).eval()
     with torch.no_grad():
@@ -66,7 +67,7 @@ def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice,
     assert y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5
 
 
-@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"coarse_scales": 2}])
+@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"dct_pilot": True}, {"coarse_scales": 2}])
 def test_constant_image_is_a_fixed_point_of_the_pure_network(extra):
     net = perturbed(UnrolledPeronaMalik(refinement=False, **extra)).eval()
     x = torch.full((1, 1, 40, 30), 0.42)
@@ -74,7 +75,10 @@ def test_constant_image_is_a_fixed_point_of_the_pure_network(extra):
         torch.testing.assert_close(net(x), x, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}, {"coarse_scales": 2, "steps": 4}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}, {"coarse_scales": 2, "steps": 4}, {"dct_pilot": True, "steps": 4}],
+)
 def test_gradients_reach_every_parameter_including_guidance(kwargs, colin_slice):
     net = UnrolledPeronaMalik(**kwargs)
     clean = torch.as_tensor(colin_slice)[None, :, 40:104, 40:104]
