@@ -164,11 +164,10 @@ LEARNED: dict[str, dict] = {
         "groups": ("tried",),
         "network_def": _ablation(dct_pilot=True),
     },
-    "dct-pilot-rician-trained": {
-        "name": "ours + DCT shrinkage pilot + learned Rician bias correction, trained on Rician noise only",
+    "dct-pilot-blend": {
+        "name": "ours + DCT shrinkage pilot blended into the output (learned weight, starting at 1/2)",
         "groups": ("tried",),
-        "network_def": _ablation(dct_pilot=True, rician_correction=True),
-        "training": {"noise": ["rician"]},
+        "network_def": _ablation(dct_pilot=True, pilot_blend=True),
     },
     "coarse-scales": {
         "name": "ours + gates that also see 2x2 and 4x4 block-mean differences (multiscale)",

@@ -9,7 +9,8 @@ U-Net and the noise level::
     u_0    = x
     c_k    = sigmoid(ConductionNet_k([d(u_k) / sigma, D(u_k) / sigma, d(p) / sigma, g, sigma]))  # (N, n, H, W), gates in [0, 1]
     u_k+1  = u_k + lam_k * sum_i w_i c_k,i d_i(u_k)            # lam_k = max_step(n) * sigmoid(a_k)
-    y      = u_K + Refinement([u_K, x, p, g])                  # optional
+    m      = sigmoid(conv1x1([u_K, x, p, g]))                  # optional blend of the pilot, per pixel
+    y      = u_K + m (p - u_K) + Refinement([u_K, x, p, g])    # refinement optional
 
 ``d`` are the neighbour differences, ``D`` the optional ones at coarser scales (2x2, 4x4, ... block
 means) and ``p`` the optional pilot.
@@ -174,6 +175,9 @@ class UnrolledPeronaMalik(nn.Module):
             8x8 patches, thresholds per frequency learned): a sparse transform-domain estimate,
             which keeps the thin edges and texture that local averaging blurs. Needs
             ``noise_level_input``; not together with ``nonlocal_pilot``.
+        pilot_blend: also blend the pilot into the PDE's result, ``u_K + m (p - u_K)`` with a
+            per-pixel weight ``m = sigmoid(conv1x1([u_K, x, p, g]))`` that starts at 1/2 everywhere
+            (the two estimates err differently, so their mean beats either); needs a pilot.
         coarse_scales: give the conduction nets the neighbour differences of ``u_k`` at this many
             coarser scales as well (``coarse_neighbour_differences``: 2x2, 4x4, ... block means,
             with noise s/2, s/4, ...), so a gate can tell an edge that persists across scales from
@@ -208,6 +212,7 @@ class UnrolledPeronaMalik(nn.Module):
         rician_correction: bool = False,
         nonlocal_pilot: bool = False,
         dct_pilot: bool = False,
+        pilot_blend: bool = False,
         coarse_scales: int = 0,
     ):
         super().__init__()
@@ -222,6 +227,8 @@ class UnrolledPeronaMalik(nn.Module):
             raise ValueError("a pilot (nonlocal_pilot, dct_pilot) needs noise_level_input: its strength scales with the noise level")
         if nonlocal_pilot and dct_pilot:
             raise ValueError("choose one pilot: nonlocal_pilot or dct_pilot")
+        if pilot_blend and not (nonlocal_pilot or dct_pilot):
+            raise ValueError("pilot_blend needs a pilot: nonlocal_pilot or dct_pilot")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
         self.noise_floor, self.coarse_scales = NOISE_FLOOR, coarse_scales
@@ -246,6 +253,10 @@ class UnrolledPeronaMalik(nn.Module):
         logit = torch.logit(torch.tensor(step_fraction))
         self.step_logits = nn.Parameter(torch.full((steps,), float(logit)))
         self.refinement = Refinement(2 + pilot + guidance_channels) if refinement else None
+        self.blend_gate = nn.Conv2d(2 + pilot + guidance_channels, 1, 1) if pilot_blend else None
+        if self.blend_gate is not None:
+            nn.init.zeros_(self.blend_gate.weight)
+            nn.init.zeros_(self.blend_gate.bias)  # m = 1/2: the mean of the PDE's result and the pilot
         self.bias_gate = nn.Conv2d(2 + pilot + guidance_channels, 1, 1) if rician_correction else None
         if self.bias_gate is not None:
             nn.init.zeros_(self.bias_gate.weight)
@@ -309,6 +320,9 @@ class UnrolledPeronaMalik(nn.Module):
                 gates.append(c)
                 states.append(u)
         features = torch.cat([u, x] + pilots + ([] if guidance is None else [guidance]), dim=1)
+        if self.blend_gate is not None:
+            assert pilot is not None  # pilot_blend implies a pilot
+            u = u + torch.sigmoid(self.blend_gate(features)) * (pilot - u)
         if self.refinement is not None:
             u = u + self.refinement(features)
         if self.bias_gate is not None:

@@ -77,7 +77,7 @@ def test_constant_image_is_a_fixed_point_of_the_pure_network(extra):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}, {"coarse_scales": 2, "steps": 4}, {"dct_pilot": True, "steps": 4}],
+    [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}, {"coarse_scales": 2, "steps": 4}, {"dct_pilot": True, "pilot_blend": True, "steps": 4}],
 )
 def test_gradients_reach_every_parameter_including_guidance(kwargs, colin_slice):
     net = UnrolledPeronaMalik(**kwargs)
@@ -119,6 +119,18 @@ def test_learned_rician_correction_is_the_classical_one_at_r_1_and_scripts(colin
         torch.testing.assert_close(torch.jit.script(net)(x, sigma), net(x, sigma))
     with pytest.raises(ValueError, match="needs noise_level_input"):
         UnrolledPeronaMalik(rician_correction=True, noise_level_input=False)
+
+
+@pytest.mark.parametrize("pilot", ["nonlocal_pilot", "dct_pilot"])
+def test_pilot_blend_starts_at_the_mean_of_the_pde_and_the_pilot_and_scripts(colin_slice, pilot):
+    net = UnrolledPeronaMalik(steps=3, refinement=False, pilot_blend=True, **{pilot: True}).eval()
+    x = torch.as_tensor(colin_slice)[None, :, :48, :40] + 0.1 * torch.randn(1, 1, 48, 40)
+    with torch.no_grad():
+        y, details = net.inspect(x)
+        torch.testing.assert_close(y, (details["states"][-1] + details["pilot"]) / 2)
+        torch.testing.assert_close(torch.jit.script(net)(x), y)
+    with pytest.raises(ValueError, match="needs a pilot"):
+        UnrolledPeronaMalik(pilot_blend=True)
 
 
 def test_multiscale_gates_see_each_coarse_scale_and_script(colin_slice):
