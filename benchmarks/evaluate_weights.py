@@ -6,7 +6,8 @@ images as ``evaluate.json``: ``transforms.RandNoiseCorruptiond`` seeded by slice
 with ``nad_monai.denoising_metrics`` (PSNR, SSIM, Edge MSE; mean over slices). With ``--bm3d``,
 the Rician-bias-corrected BM3D reference (``bm3d`` package, sigma given, needs the ``bench``
 extra) is scored at Rician s = 0.10 on every n-th slice of each split, and the network beside it,
-over the whole image and inside the head mask.
+over the whole image and inside the head mask, and so are blends of the two outputs (what the
+network knows that BM3D does not).
 
     python benchmarks/evaluate_weights.py --weights bundle/models/model.pt --bm3d --bm3d-every 4
     python benchmarks/evaluate_weights.py --config bundle/configs/train.json benchmarks/results/training/ours/config.json \
@@ -24,6 +25,10 @@ from monai.bundle import ConfigParser
 from nad_monai.baselines import rician_bias_correction
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images
+
+
+BLEND_WEIGHTS = (0.2, 0.5)
+"""Weights of the network in the blends of its output with BM3D's that ``--bm3d`` also scores."""
 
 
 def score(pairs, denoise) -> dict[str, float]:
@@ -74,13 +79,17 @@ def main() -> None:
         items = slice_items("nifti", args.datalist, split)[:: args.bm3d_every]
         pairs = noisy_pairs(items, "rician", 0.10)
         start = time.perf_counter()
-        reference = score(pairs, lambda x: bm3d_corrected(x, 0.10))
+        reference = {id(x): bm3d_corrected(x, 0.10) for x, _, _ in pairs}  # keyed by the noisy tensor score() passes
         seconds = (time.perf_counter() - start) / len(pairs)
-        result = score(pairs, ours)
+        with torch.inference_mode():
+            network = {id(x): ours(x) for x, _, _ in pairs}
+        rows = [(f"BM3D + Rician bias correction ({seconds:.1f} s/slice)", 0.0), ("unrolled Perona-Malik (these weights)", 1.0)]
+        rows += [(f"{w} x these weights + {1 - w:.1f} x BM3D (how much the network adds to BM3D)", w) for w in BLEND_WEIGHTS]
         print(f"\nRician s = 0.10, {split}, every {args.bm3d_every}th slice ({len(pairs)} slices):\n")
         print("| method | PSNR (dB) | SSIM | Edge MSE | head PSNR (dB) |")
         print("|---|---|---|---|---|")
-        for name, r in ((f"BM3D + Rician bias correction ({seconds:.1f} s/slice)", reference), ("unrolled Perona-Malik (these weights)", result)):
+        for name, w in rows:
+            r = score(pairs, lambda x: w * network[id(x)] + (1 - w) * reference[id(x)])
             print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['edge_mse']:.4f} | {r['head_psnr']:.2f} |")
 
 
