@@ -313,8 +313,10 @@ class UnrolledPeronaMalik(nn.Module):
         states: list[torch.Tensor] = [x]
         for k, conduction in enumerate(self.conduction):
             d = neighbour_differences(u, self.neighbours)
-            coarse = coarse_neighbour_differences(u, self.neighbours, self.coarse_scales)
-            c = conduction(torch.cat([d * scale, coarse * scale] + pilot_context + context, dim=1))
+            differences = [d * scale]
+            if self.coarse_scales > 0:  # the default network skips this
+                differences.append(coarse_neighbour_differences(u, self.neighbours, self.coarse_scales) * scale)
+            c = conduction(torch.cat(differences + pilot_context + context, dim=1))
             u = weighted_step(u, c * d, self.weights, lams[k])
             if keep:
                 gates.append(c)

@@ -61,14 +61,3 @@ def test_bad_arguments_raise():
         DCTShrinkage(threshold=0.0)
     with pytest.raises(ValueError, match="one pilot"):
         UnrolledPeronaMalik(nonlocal_pilot=True, dct_pilot=True)
-    with pytest.raises(ValueError, match="needs noise_level_input"):
-        UnrolledPeronaMalik(dct_pilot=True, noise_level_input=False)
-
-
-def test_the_network_pilot_scripts_and_is_returned_by_inspect():
-    net = UnrolledPeronaMalik(steps=3, dct_pilot=True).eval()
-    x = torch.rand(2, 1, 33, 29)
-    with torch.no_grad():
-        y, details = net.inspect(x)
-        torch.testing.assert_close(torch.jit.script(net)(x), y)
-    assert details["pilot"].shape == x.shape

@@ -122,6 +122,18 @@ def test_learned_rician_correction_is_the_classical_one_at_r_1_and_scripts(colin
 
 
 @pytest.mark.parametrize("pilot", ["nonlocal_pilot", "dct_pilot"])
+def test_each_pilot_scripts_is_returned_by_inspect_and_needs_the_noise_level(pilot):
+    net = UnrolledPeronaMalik(steps=3, **{pilot: True}).eval()
+    x = torch.rand(2, 1, 33, 29)
+    with torch.no_grad():
+        y, details = net.inspect(x)
+        torch.testing.assert_close(torch.jit.script(net)(x), y)
+    assert details["pilot"].shape == x.shape
+    with pytest.raises(ValueError, match="needs noise_level_input"):
+        UnrolledPeronaMalik(noise_level_input=False, **{pilot: True})
+
+
+@pytest.mark.parametrize("pilot", ["nonlocal_pilot", "dct_pilot"])
 def test_pilot_blend_starts_at_the_mean_of_the_pde_and_the_pilot_and_scripts(colin_slice, pilot):
     net = UnrolledPeronaMalik(steps=3, refinement=False, pilot_blend=True, **{pilot: True}).eval()
     x = torch.as_tensor(colin_slice)[None, :, :48, :40] + 0.1 * torch.randn(1, 1, 48, 40)

@@ -7,7 +7,6 @@ import torch
 from skimage.restoration import denoise_nl_means
 
 from nad_monai.metrics import denoising_metrics
-from nad_monai.networks import UnrolledPeronaMalik
 from nad_monai.nonlocal_means import NonLocalMeans, nonlocal_means
 
 PSNR = denoising_metrics()["psnr"]
@@ -53,13 +52,3 @@ def test_bad_sizes_raise(kwargs):
     with pytest.raises(ValueError, match="odd"):
         nonlocal_means(torch.rand(1, 1, 8, 8), torch.tensor([0.1]), torch.tensor([0.1]), **kwargs)
 
-
-def test_the_network_pilot_scripts_and_needs_the_noise_level():
-    net = UnrolledPeronaMalik(steps=3, nonlocal_pilot=True).eval()
-    x = torch.rand(2, 1, 33, 29)
-    with torch.no_grad():
-        y, details = net.inspect(x)
-        torch.testing.assert_close(torch.jit.script(net)(x), y)
-    assert details["pilot"].shape == x.shape
-    with pytest.raises(ValueError, match="needs noise_level_input"):
-        UnrolledPeronaMalik(nonlocal_pilot=True, noise_level_input=False)
