@@ -174,6 +174,12 @@ LEARNED: dict[str, dict] = {
         "groups": ("tried",),
         "network_def": _ablation(coarse_scales=2),
     },
+    "combined-rician-trained": {
+        "name": "ours + multiscale gates + DCT pilot blend + learned Rician bias correction, trained on Rician noise only",
+        "groups": ("tried",),
+        "network_def": _ablation(coarse_scales=2, dct_pilot=True, pilot_blend=True, rician_correction=True),
+        "training": {"noise": ["rician"]},
+    },
     "gamma-augmentation": {
         "name": "ours, trained with random gamma (contrast) augmentation",
         "groups": ("tried",),
