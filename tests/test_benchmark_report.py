@@ -44,6 +44,22 @@ def test_goal_check_reports_each_verdict_from_the_numbers():
     assert goal_check([r for r in ROWS if r["method"] != OURS]) == []
 
 
+def test_goal_check_repeats_the_verdicts_with_the_rows_trained_longer():
+    longer = [
+        row(f"{OURS}, 70 epochs on a GPU", 29.0, 0.026, parameters=91_121, groups="longer"),
+        row("U-Net (MONAI BasicUNet, residual), 70 epochs on a GPU", 29.5, 0.024, parameters=1_978_433, groups="longer"),
+    ]
+    lines = goal_check(ROWS + longer)
+    at = lines.index(next(line for line in lines if line.startswith("The same with every learned row trained longer (70 epochs on a GPU")))
+    first, second = lines[:at], lines[at:]
+    assert sum("U-Net" in line for line in first) == 1 and "(+1.50 dB)" in next(line for line in first if "U-Net" in line)
+    bm3d, unet, dncnn, edge = (next(line for line in second if key in line) for key in ("BM3D", "U-Net", "DnCNN", "Edge MSE"))
+    assert "29.00 vs 30.20 dB (-1.20 dB)" in bm3d
+    assert "29.00 vs 29.50 dB (-0.50 dB)" in unet and unet.endswith("**not met**")
+    assert "29.00 vs 28.90 dB (+0.10 dB)" in dncnn  # no DnCNN trained longer: the main row stands in
+    assert "best other BM3D (bm3d package) 0.0180" in edge
+
+
 def test_grid_edges_flags_only_ends_of_real_grids():
     tuning = {
         "gaussian 0.10": {
@@ -70,9 +86,13 @@ def test_group_sections_only_cover_the_settings_where_the_group_was_scored():
 
     rows = [full(m, g, s) for s in ("gaussian 0.10", "rician 0.10") for m, g in (("noisy input", "main"), (OURS, "main ablation"))]
     rows.append(full("ours, K = 4", "ablation", "rician 0.10"))  # ablations scored on the goal setting only
+    rows += [full("BM3D (bm3d package)", "main", s) for s in ("gaussian 0.10", "rician 0.10")]
+    rows.append(full(f"{OURS}, 70 epochs on a GPU", "longer", "rician 0.10"))
     text = "\n".join(benchmark_report.group_sections(rows))
-    main, ablations = text.split("## Ablations")
+    main, rest = text.split("## Ablations")
+    ablations, longer = rest.split("## Trained longer on a GPU")
     assert "### gaussian 0.10" in main and "### rician 0.10" in main and "ours, K = 4" not in main
     assert "### gaussian 0.10" not in ablations and "### rician 0.10" in ablations
-    assert "| method | rician 0.10 |" in ablations and "ours, K = 4" in ablations
+    assert "| method | rician 0.10 |" in ablations and "ours, K = 4" in ablations and "BM3D" not in ablations
+    assert "70 epochs on a GPU" in longer and "| BM3D (bm3d package) |" in longer and "### gaussian 0.10" not in longer
     assert "Trying to improve ours" not in text  # no "tried" rows: no section
