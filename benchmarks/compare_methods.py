@@ -244,7 +244,7 @@ GPU_TRAINING = {"num_workers": 3, "amp": False}
 outruns one), and float32 as on the CPU, so that the budget is the only thing these rows change."""
 GPU_EPOCHS = 70
 """Epochs of the "longer" rows, 2.3 times the default budget: what five runs side by side reached in
-one 9-minute call on a lent H200, whose one visible CPU core, loading the data, set the pace."""
+one 8-minute call on a lent H200, whose one visible CPU core, loading the data, set the pace."""
 LEARNED.update(
     {
         f"{key}-long": {
