@@ -101,7 +101,8 @@ def summary_table(rows: list[dict], metric: str = "psnr") -> list[str]:
 
 def goal_check(rows: list[dict]) -> list[str]:
     """The benchmark issue's goal on Rician s = 0.10, measured: ours vs BM3D + 1 dB, vs the U-Net and DnCNN, parameters,
-    Edge MSE; then the same with the learned rows of the "longer" group (``<main row name>, <budget>``) in place of theirs."""
+    Edge MSE; then the same with the learned rows of the "longer" group (``<main row name>, <budget>``, the budget
+    read off ours' longer row) in place of theirs, the others keeping their main rows."""
     at = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and in_group(r, "main")}
     if OURS not in at:
         return []
@@ -110,7 +111,7 @@ def goal_check(rows: list[dict]) -> list[str]:
     suffix = next((m[len(OURS) :] for m in longer if m.startswith(OURS + ", ")), None)
     if suffix:
         retrained = {**at, **{m[: -len(suffix)]: r for m, r in longer.items() if m.endswith(suffix)}}
-        lines += ["", f"The same with every learned row trained longer ({suffix[2:]}; see \"{GROUP_TITLES['longer']}\"):", ""]
+        lines += ["", f"The same with the learned rows trained longer ({suffix[2:]}; see \"{GROUP_TITLES['longer']}\") in place of theirs:", ""]
         lines += _goal_verdicts(retrained)
     return lines + [""]
 
@@ -191,7 +192,8 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
         f"Test split: {meta['test']} slices; classical parameters tuned per setting on {meta['validation']} validation "
         f"slices (`tuning.json`); learned rows trained by the bundle's workflow for {', '.join(map(str, epochs)) or '-'} epochs "
         "each on the same data; mean ± std over test slices; head = inside the head mask. "
-        "Seconds per slice and per training epoch were measured on a shared 2-core CPU.",
+        "Seconds per slice and per training epoch were measured on a shared 2-core CPU"
+        + (f" (training epochs of the \"{GROUP_TITLES['longer']}\" rows: on a GPU)." if any(in_group(r, "longer") for r in rows) else "."),
         "",
         *(["The shipped row is the bundle's own model (`bundle/configs/inference.json`: 4 steps, faster), trained longer than this "
            "budget (`bundle/docs/README.md`).", ""] if any(r["method"].startswith("ours, shipped") for r in rows) else []),

@@ -241,10 +241,14 @@ class MeanOfNetworks(torch.nn.Module):
 
 GPU_TRAINING = {"num_workers": 3, "amp": False}
 """train.json overrides of the rows trained longer on a GPU: three data-loading workers (the GPU
-outruns one), and float32 as on the CPU, so that the budget is the only thing these rows change."""
+outruns one; other workers draw other random crops and noise), and float32 as on the CPU."""
 GPU_EPOCHS = 70
 """Epochs of the "longer" rows, 2.3 times the default budget: what five runs side by side reached in
 one 8-minute call on a lent H200, whose one visible CPU core, loading the data, set the pace."""
+# The "longer" rows: the main table's learned rows and the "tried" row with every option that
+# helped, trained again on that budget. ``--rows <key>-long`` finds the committed runs; without
+# them, the same configs train on whatever device train.json finds (on 2 CPU cores, about 2.3
+# times as long as the default rows).
 LEARNED.update(
     {
         f"{key}-long": {
@@ -256,9 +260,6 @@ LEARNED.update(
         for key in ("ours", "basic-unet", "dncnn", "seed-variant", "combined-rician-trained")
     }
 )
-"""The main table's learned rows and the "tried" row with every option that helped, all trained
-again on the same longer budget (``--rows`` of these keys finds the committed runs; training them
-anew on a CPU takes about 2.3 times as long as the default rows)."""
 MAIN_ROWS = ("ours", "basic-unet", "dncnn", "seed-variant")
 QUICK_TRAINING = {"epochs": 4, "batch_size": 4, "patch_size": [32, 32], "crops_per_slice": 1}
 """Reduced training for ``--quick``: a few iterations on the smallest training volume, validated on the smallest validation volume."""

@@ -47,17 +47,20 @@ def test_goal_check_reports_each_verdict_from_the_numbers():
 def test_goal_check_repeats_the_verdicts_with_the_rows_trained_longer():
     longer = [
         row(f"{OURS}, 70 epochs on a GPU", 29.0, 0.026, parameters=91_121, groups="longer"),
-        row("U-Net (MONAI BasicUNet, residual), 70 epochs on a GPU", 29.5, 0.024, parameters=1_978_433, groups="longer"),
+        row("U-Net (MONAI BasicUNet, residual), 70 epochs on a GPU", 29.5, 0.015, parameters=1_978_433, groups="longer"),
+        row("ours + an option, 70 epochs on a GPU", 31.0, 0.010, parameters=100_000, groups="longer"),  # no main row: no peer
     ]
     lines = goal_check(ROWS + longer)
-    at = lines.index(next(line for line in lines if line.startswith("The same with every learned row trained longer (70 epochs on a GPU")))
+    at = lines.index(next(line for line in lines if line.startswith("The same with the learned rows trained longer (70 epochs on a GPU")))
     first, second = lines[:at], lines[at:]
     assert sum("U-Net" in line for line in first) == 1 and "(+1.50 dB)" in next(line for line in first if "U-Net" in line)
     bm3d, unet, dncnn, edge = (next(line for line in second if key in line) for key in ("BM3D", "U-Net", "DnCNN", "Edge MSE"))
     assert "29.00 vs 30.20 dB (-1.20 dB)" in bm3d
     assert "29.00 vs 29.50 dB (-0.50 dB)" in unet and unet.endswith("**not met**")
     assert "29.00 vs 28.90 dB (+0.10 dB)" in dncnn  # no DnCNN trained longer: the main row stands in
-    assert "best other BM3D (bm3d package) 0.0180" in edge
+    assert "ours 0.0260, best other U-Net (MONAI BasicUNet, residual) 0.0150: **not met**" in edge  # the longer U-Net's Edge MSE
+    without_ours = goal_check(ROWS + longer[1:])
+    assert without_ours == goal_check(ROWS)  # no longer run of ours: no second block
 
 
 def test_grid_edges_flags_only_ends_of_real_grids():
