@@ -8,6 +8,7 @@ stored as uint16 ``k`` with ``scl_slope = 2**-15`` so it loads as exact multiple
 Sources (install them first; ``data/rebuild.sh`` does all of it):
 
     apt-get install mricron-data                                   # Colin27 (ch2.nii.gz)
+    apt-get install insighttoolkit5-examples                       # ITK's example T1 (KmeansTest_T1UCharRaw)
     pip install --no-deps heudiconv==1.5.1 nilearn==0.14.1 dipy==1.12.1
 
 Usage::
@@ -77,6 +78,7 @@ class Volume:
 def volumes() -> list[Volume]:
     """Every shipped volume, in datalist order."""
     mricron = Path("/usr/share/mricron/templates")
+    itk_examples = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
     heudiconv = package_dir("heudiconv") / "tests/data/b0dwiForFmap"
     nilearn = package_dir("nilearn") / "datasets/data"
     nibabel_data = package_dir("nibabel") / "tests/data"
@@ -115,6 +117,11 @@ def volumes() -> list[Volume]:
         ),
         Volume("dipy_s0.nii.gz", lambda: nifti_volume(dipy / "S0_10slices.nii.gz"), "dipy S0_10slices.nii.gz"),
         Volume("dipy_aniso_vox.nii.gz", lambda: nifti_volume(dipy / "aniso_vox.nii.gz"), "dipy aniso_vox.nii.gz"),
+        Volume(
+            "itk_kmeans_t1.nii.gz",
+            lambda: nifti_volume(itk_examples / "KmeansTest_T1UCharRaw.nii.gz"),
+            "insighttoolkit5-examples KmeansTest_T1UCharRaw.nii.gz",
+        ),
     ]
 
 

@@ -6,9 +6,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-if [ ! -f /usr/share/mricron/templates/ch2.nii.gz ]; then
+itk_t1=/usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz
+if [ ! -f /usr/share/mricron/templates/ch2.nii.gz ] || [ ! -f "$itk_t1" ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mricron-data
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mricron-data insighttoolkit5-examples
 fi
 # Only their data files are used: --no-deps keeps heavy dependency trees out.
 python -m pip install -q --no-deps heudiconv==1.5.1 nilearn==0.14.1 dipy==1.12.1

@@ -12,6 +12,8 @@ import pytest
 from conftest import DATA, DATALIST
 
 SPLITS = ("training", "validation", "test")
+EXTRA = ("real_noise", "benchmark_training")
+"""Lists outside the splits: a real-noise demo input, and volumes only benchmark rows train on."""
 
 
 def datalist() -> dict:
@@ -57,10 +59,12 @@ def test_splits_are_disjoint_by_person():
     for i, a in enumerate(SPLITS):
         for b in SPLITS[i + 1 :]:
             assert not subjects[a] & subjects[b], (a, b, subjects[a] & subjects[b])
+    extra_training = {e["subject"] for e in dl["benchmark_training"]}
+    assert not extra_training & (subjects["validation"] | subjects["test"])
     assert [e["image"] for e in dl["test"]] == ["colin27_t1.nii.gz"]
 
 
 def test_datalist_lists_only_shipped_files_once():
     dl = datalist()
-    listed = [e["image"] for key in (*SPLITS, "real_noise") for e in dl[key]]
+    listed = [e["image"] for key in (*SPLITS, *EXTRA) for e in dl[key]]
     assert sorted(listed) == shipped_files()
