@@ -112,6 +112,10 @@ WITHOUT_TEMPLATE = _training_volumes("without_template_training.json", 47)
 """Training on the four EPI volumes of single people, without the MNI152 template (an average of 152
 people, smoother than any one scan): 194 axial slices x 2 crops x 47 epochs = 18,236 training crops
 in 1,175 iterations, the default's budget."""
+WITH_ITK_T1 = _training_volumes("with_itk_t1_training.json", 24)
+"""The default training volumes plus ITK's example T1 scan of one person (``data/itk_kmeans_t1.nii.gz``,
+75 axial slices): 382 slices x 2 crops x 24 epochs = 18,336 training crops in 1,152 iterations,
+the default's budget."""
 
 
 LEARNED: dict[str, dict] = {
@@ -204,6 +208,18 @@ LEARNED: dict[str, dict] = {
         "groups": ("tried",),
         "network_def": OURS,
         "training": WITHOUT_TEMPLATE,
+    },
+    "with-itk-t1": {
+        "name": "ours, trained with a T1 scan of one person added (ITK's example data)",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": WITH_ITK_T1,
+    },
+    "combined-with-itk-t1": {
+        "name": "ours + multiscale gates + DCT pilot blend + learned Rician bias correction, trained on Rician noise only, with a T1 scan of one person added",
+        "groups": ("tried",),
+        "network_def": _ablation(coarse_scales=2, dct_pilot=True, pilot_blend=True, rician_correction=True),
+        "training": {**WITH_ITK_T1, "noise": ["rician"]},
     },
     "twice-the-budget": {
         "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
