@@ -49,6 +49,14 @@ def package_dir(name: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
+def debian_dir(path: str, package: str) -> Path:
+    """Folder that a Debian package installs; a clear exit if it is missing (not installed, or an
+    image whose dpkg config drops ``/usr/share/doc``)."""
+    if not Path(path).is_dir():
+        raise SystemExit(f"{path}: not found; install the Debian package {package} (see the install steps in {__file__})")
+    return Path(path)
+
+
 def nifti_volume(path: Path, frame: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Voxels (3D, float) and RAS affine of a NIfTI file; ``frame`` picks one volume of a 4D file."""
     img = nib.load(path)
@@ -77,8 +85,8 @@ class Volume:
 
 def volumes() -> list[Volume]:
     """Every shipped volume, in datalist order."""
-    mricron = Path("/usr/share/mricron/templates")
-    itk_examples = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
+    mricron = debian_dir("/usr/share/mricron/templates", "mricron-data")
+    itk_examples = debian_dir("/usr/share/doc/insighttoolkit5-examples/examples/Data", "insighttoolkit5-examples")
     heudiconv = package_dir("heudiconv") / "tests/data/b0dwiForFmap"
     nilearn = package_dir("nilearn") / "datasets/data"
     nibabel_data = package_dir("nibabel") / "tests/data"
