@@ -25,13 +25,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def dct_matrix(size: int) -> torch.Tensor:
+    """The orthonormal 1D DCT-II matrix ``(size, size)`` in float64, row ``k`` the ``k``-th basis vector (DC first)."""
+    n = torch.arange(size, dtype=torch.float64)
+    return torch.stack([math.sqrt((1 if k == 0 else 2) / size) * torch.cos(math.pi * (2 * n + 1) * k / (2 * size)) for k in range(size)])
+
+
 def dct_basis(patch_size: int) -> torch.Tensor:
     """The orthonormal 2D DCT-II basis as convolution filters ``(patch_size**2, 1, p, p)``, DC first."""
     if patch_size < 2:
         raise ValueError(f"patch_size must be >= 2, got {patch_size}")
-    n = torch.arange(patch_size, dtype=torch.float64)
-    rows = [math.sqrt((1 if k == 0 else 2) / patch_size) * torch.cos(math.pi * (2 * n + 1) * k / (2 * patch_size)) for k in range(patch_size)]
-    c = torch.stack(rows)  # (k, n): c @ c.T = identity
+    c = dct_matrix(patch_size)  # (k, n): c @ c.T = identity
     return torch.einsum("ki,lj->klij", c, c).reshape(patch_size * patch_size, 1, patch_size, patch_size).float()
 
 

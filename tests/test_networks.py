@@ -27,6 +27,7 @@ CONFIGS = [
     {"nonlocal_pilot": True, "steps": 4},
     {"coarse_scales": 2, "steps": 4},
     {"dct_pilot": True, "steps": 4},
+    {"block_matching_pilot": True, "steps": 2},
 ]
 
 
@@ -56,7 +57,7 @@ def test_any_size_in_gives_the_same_size_out(kwargs, size):
 @pytest.mark.parametrize("neighbours", [4, 8])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("fast", [{}, {"conduction_kernel_sizes": (3, 1), "conduction_padding": "zeros"}])
-@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"dct_pilot": True}, {"coarse_scales": 2}])
+@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"dct_pilot": True}, {"block_matching_pilot": True}, {"coarse_scales": 2}])
 def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice, neighbours, seed, fast, extra):
     net = perturbed(UnrolledPeronaMalik(neighbours=neighbours, refinement=False, **extra, **fast), seed, scale=2.0).eval()
     with torch.no_grad():
@@ -67,7 +68,7 @@ def test_pure_diffusion_obeys_the_maximum_principle_for_any_weights(colin_slice,
     assert y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5
 
 
-@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"dct_pilot": True}, {"coarse_scales": 2}])
+@pytest.mark.parametrize("extra", [{}, {"nonlocal_pilot": True}, {"dct_pilot": True}, {"block_matching_pilot": True}, {"coarse_scales": 2}])
 def test_constant_image_is_a_fixed_point_of_the_pure_network(extra):
     net = perturbed(UnrolledPeronaMalik(refinement=False, **extra)).eval()
     x = torch.full((1, 1, 40, 30), 0.42)
@@ -77,7 +78,8 @@ def test_constant_image_is_a_fixed_point_of_the_pure_network(extra):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}, {"coarse_scales": 2, "steps": 4}, {"dct_pilot": True, "pilot_blend": True, "steps": 4}],
+    [{}, {"shared": True}, {"neighbours": 4}, {"nonlocal_pilot": True, "steps": 4}, {"coarse_scales": 2, "steps": 4}, {"dct_pilot": True, "pilot_blend": True, "steps": 4},
+     {"block_matching_pilot": True, "pilot_blend": True, "steps": 2}],
 )
 def test_gradients_reach_every_parameter_including_guidance(kwargs, colin_slice):
     net = UnrolledPeronaMalik(**kwargs)
@@ -121,7 +123,7 @@ def test_learned_rician_correction_is_the_classical_one_at_r_1_and_scripts(colin
         UnrolledPeronaMalik(rician_correction=True, noise_level_input=False)
 
 
-@pytest.mark.parametrize("pilot", ["nonlocal_pilot", "dct_pilot"])
+@pytest.mark.parametrize("pilot", ["nonlocal_pilot", "dct_pilot", "block_matching_pilot"])
 def test_each_pilot_scripts_is_returned_by_inspect_and_needs_the_noise_level(pilot):
     net = UnrolledPeronaMalik(steps=3, **{pilot: True}).eval()
     x = torch.rand(2, 1, 33, 29)
@@ -133,7 +135,7 @@ def test_each_pilot_scripts_is_returned_by_inspect_and_needs_the_noise_level(pil
         UnrolledPeronaMalik(noise_level_input=False, **{pilot: True})
 
 
-@pytest.mark.parametrize("pilot", ["nonlocal_pilot", "dct_pilot"])
+@pytest.mark.parametrize("pilot", ["nonlocal_pilot", "dct_pilot", "block_matching_pilot"])
 def test_pilot_blend_starts_at_the_mean_of_the_pde_and_the_pilot_and_scripts(colin_slice, pilot):
     net = UnrolledPeronaMalik(steps=3, refinement=False, pilot_blend=True, **{pilot: True}).eval()
     x = torch.as_tensor(colin_slice)[None, :, :48, :40] + 0.1 * torch.randn(1, 1, 48, 40)
