@@ -223,6 +223,11 @@ LEARNED: dict[str, dict] = {
         "name": f"{COMBINED['name']}, with a T1 scan of one person added",
         "training": {**WITH_ITK_T1, **COMBINED["training"]},
     },
+    "combined-block-matching": {
+        **COMBINED,
+        "name": COMBINED["name"].replace("DCT pilot blend", "block-matching pilot blend (BM3D's Wiener stage)"),
+        "network_def": {**COMBINED["network_def"], "dct_pilot": False, "block_matching_pilot": True},
+    },
     "twice-the-budget": {
         "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
         "groups": ("tried",),
