@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dct_shrinkage import dct_basis, dct_matrix, dct_shrinkage
+from .dct_shrinkage import dct_basis, dct_matrix, dct_shrinkage, overlap_add, patch_coefficients
 
 
 def match_patches(image: torch.Tensor, patch_size: int, window: int, group_size: int) -> torch.Tensor:
@@ -71,31 +71,21 @@ def match_patches(image: torch.Tensor, patch_size: int, window: int, group_size:
     return where.reshape(1, window * window, height * width).expand(n, -1, -1).gather(1, order)
 
 
-def _coefficients(image: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """2D DCT coefficients ``(N, p*p, H*W)`` of every pixel's patch."""
-    p = basis.size(-1)
-    before, after = p // 2, p - 1 - p // 2
-    return F.conv2d(F.pad(image, [before, after, before, after], mode="replicate"), basis).flatten(2)
-
-
 def _group(coefficients: torch.Tensor, indices: torch.Tensor, group_basis: torch.Tensor) -> torch.Tensor:
-    """3D transform ``(N, p*p, G, H*W)`` of the groups ``indices`` ``(N, G, H*W)``, from ``_coefficients``."""
+    """3D transform ``(N, p*p, G, H*W)`` of the groups ``indices`` ``(N, G, H*W)``, from ``patch_coefficients``."""
     n, f, g = coefficients.size(0), coefficients.size(1), indices.size(1)
-    members = coefficients.gather(2, indices.reshape(n, 1, -1).expand(-1, f, -1)).view(n, f, g, -1)
+    members = coefficients.flatten(2).gather(2, indices.reshape(n, 1, -1).expand(-1, f, -1)).view(n, f, g, -1)
     return torch.einsum("hg,nfgl->nfhl", group_basis, members)
 
 
 def _aggregate(spectra: torch.Tensor, weight: torch.Tensor, indices: torch.Tensor, basis: torch.Tensor, group_basis: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Invert the 3D transform and add every member, times its group's ``weight`` ``(N, 1, 1, H*W)``, where it lies."""
     n, f = spectra.size(0), spectra.size(1)
-    before = basis.size(-1) // 2
     members = torch.einsum("hg,nfhl->nfgl", group_basis, spectra) * weight  # member patches' 2D coefficients
     where = indices.reshape(n, 1, -1)
     total = torch.zeros(n, f, height * width, dtype=spectra.dtype, device=spectra.device).scatter_add(2, where.expand(-1, f, -1), members.reshape(n, f, -1))
     count = torch.zeros(n, 1, height * width, dtype=spectra.dtype, device=spectra.device).scatter_add(2, where, weight.expand_as(members[:, :1]).reshape(n, 1, -1))
-    total = F.conv_transpose2d(total.view(n, f, height, width), basis)  # inverse 2D DCT and overlap-add in one
-    count = F.conv_transpose2d(count.view(n, 1, height, width), torch.ones_like(basis[:1]))
-    return (total / count)[:, :, before : before + height, before : before + width]
+    return overlap_add(total.view(n, f, height, width), count.view(n, 1, height, width), basis)
 
 
 def block_matching_wiener(
@@ -118,10 +108,10 @@ def block_matching_wiener(
     if x.dim() != 4 or x.size(1) != 1 or guide.shape != x.shape:
         raise ValueError("expected images and guides of the same shape (N, 1, H, W)")
     indices = match_patches(guide, basis.size(-1), window, group_basis.size(0))
-    power = _group(_coefficients(guide, basis), indices, group_basis) ** 2
+    power = _group(patch_coefficients(guide, basis), indices, group_basis) ** 2
     keep = power / (power + sigma.view(-1, 1, 1, 1) ** 2)
     weight = 1.0 / (keep**2).sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)
-    return _aggregate(_group(_coefficients(x, basis), indices, group_basis) * keep, weight, indices, basis, group_basis, x.size(2), x.size(3))
+    return _aggregate(_group(patch_coefficients(x, basis), indices, group_basis) * keep, weight, indices, basis, group_basis, x.size(2), x.size(3))
 
 
 class BlockMatchingWiener(nn.Module):

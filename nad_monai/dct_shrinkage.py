@@ -39,6 +39,25 @@ def dct_basis(patch_size: int) -> torch.Tensor:
     return torch.einsum("ki,lj->klij", c, c).reshape(patch_size * patch_size, 1, patch_size, patch_size).float()
 
 
+def patch_coefficients(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """2D DCT coefficients ``(N, p*p, H, W)`` of every pixel's ``p x p`` patch (rows and columns
+    ``q - p//2 .. q + (p-1)//2`` of pixel ``q``, borders replicate-padded) of images ``x`` ``(N, 1, H, W)``."""
+    p = basis.size(-1)
+    before, after = p // 2, p - 1 - p // 2
+    return F.conv2d(F.pad(x, [before, after, before, after], mode="replicate"), basis)
+
+
+def overlap_add(coefficients: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Images ``(N, 1, H, W)`` from weighted patch coefficients ``(N, p*p, H, W)`` laid out as by
+    ``patch_coefficients``: every patch transformed back and added where it lies, divided by the sum
+    of the weights ``(N, 1, H, W)`` over the patches covering each pixel."""
+    p = basis.size(-1)
+    before, height, width = p // 2, coefficients.size(2), coefficients.size(3)
+    total = F.conv_transpose2d(coefficients, basis)  # inverse 2D DCT and overlap-add in one
+    count = F.conv_transpose2d(weight, torch.ones_like(basis[:1]))
+    return (total / count)[:, :, before : before + height, before : before + width]
+
+
 def dct_shrinkage(x: torch.Tensor, thresholds: torch.Tensor, sigma: torch.Tensor, basis: torch.Tensor, softness: float = 0.25) -> torch.Tensor:
     """Sliding-window DCT shrinkage of images ``x`` ``(N, 1, H, W)``; TorchScript-compatible.
 
@@ -54,17 +73,12 @@ def dct_shrinkage(x: torch.Tensor, thresholds: torch.Tensor, sigma: torch.Tensor
     """
     if x.dim() != 4 or x.size(1) != 1:
         raise ValueError("expected images of shape (N, 1, H, W)")
-    p = basis.size(-1)
-    before, after = p // 2, p - 1 - p // 2
-    padded = F.pad(x, [before, after, before, after], mode="replicate")
-    coefficients = F.conv2d(padded, basis)  # (N, p*p, H, W): the patch whose top-left is pixel q - before
+    coefficients = patch_coefficients(x, basis)
     s = sigma.view(-1, 1, 1, 1)
     keep = torch.sigmoid((coefficients.abs() - thresholds.view(1, -1, 1, 1) * s) / (softness * s))
     keep = torch.cat([torch.ones_like(keep[:, :1]), keep[:, 1:]], dim=1)
     weight = 1.0 / keep.sum(dim=1, keepdim=True)
-    total = F.conv_transpose2d(coefficients * keep * weight, basis)
-    count = F.conv_transpose2d(weight, torch.ones_like(basis[:1]))
-    return (total / count)[:, :, before : before + x.size(2), before : before + x.size(3)]
+    return overlap_add(coefficients * keep * weight, weight, basis)
 
 
 class DCTShrinkage(nn.Module):
