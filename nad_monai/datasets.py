@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,20 +84,24 @@ def foreground_fraction(img: torch.Tensor, threshold: float = FOREGROUND_THRESHO
 
 
 def volume_slices(
-    volume: torch.Tensor, name: str, subject: str, axis: int = 2, min_foreground: float = 0.15
+    volume: torch.Tensor, name: str, subject: str, axis: int | Sequence[int] = 2, min_foreground: float = 0.15
 ) -> list[dict]:
     """Cut a normalised volume ``(1, X, Y, Z)`` into 2D slice items along spatial ``axis``.
 
-    Slices whose ``foreground_fraction`` is below ``min_foreground`` (mostly background) are skipped.
-    A 2D input ``(1, H, W)`` is one slice.
+    ``axis`` is one RAS axis or several (``(0, 1, 2)``: sagittal, coronal and axial slices of the
+    same volume, a multi-planar training set). Slices whose ``foreground_fraction`` is below
+    ``min_foreground`` (mostly background) are skipped. A 2D input ``(1, H, W)`` is one slice.
     """
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if not axes or any(not isinstance(a, int) or isinstance(a, bool) or a not in (0, 1, 2) for a in axes) or len(set(axes)) < len(axes):
+        raise ValueError(f"axis must be 0, 1, 2 or distinct ones of them, got {axis!r}")
     if volume.ndim == 3:
-        slices = [(0, volume)]
+        cuts = [(axes[0], 0, volume)]
     else:
-        slices = list(enumerate(torch.unbind(volume, dim=axis + 1)))
+        cuts = [(a, k, s) for a in axes for k, s in enumerate(torch.unbind(volume, dim=a + 1))]
     return [
-        {"image": torch.as_tensor(s).float().contiguous(), "id": f"{name}#axis{axis}:{k:04d}", "subject": subject}
-        for k, s in slices
+        {"image": torch.as_tensor(s).float().contiguous(), "id": f"{name}#axis{a}:{k:04d}", "subject": subject}
+        for a, k, s in cuts
         if foreground_fraction(s) >= min_foreground
     ]
 
@@ -110,7 +115,9 @@ def _load_volume(path: Path, source: str) -> torch.Tensor:
     return _normalised(img, path)
 
 
-def nifti_slices(datalist: str | os.PathLike, split: str = "training", axis: int = 2, min_foreground: float = 0.15) -> list[dict]:
+def nifti_slices(
+    datalist: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = 0.15
+) -> list[dict]:
     """Slices of every volume in one split of a MONAI decathlon-format datalist of NIfTI files.
 
     Args:
@@ -118,7 +125,7 @@ def nifti_slices(datalist: str | os.PathLike, split: str = "training", axis: int
             (paths relative to the JSON's folder), or a folder holding ``datalist.json``; an
             optional ``subject`` names the person.
         split: which list to read.
-        axis: RAS axis to slice along (0 sagittal, 1 coronal, 2 axial).
+        axis: RAS axis to slice along (0 sagittal, 1 coronal, 2 axial), or several of them.
         min_foreground: skip slices with a smaller fraction of foreground pixels.
     """
     datalist = Path(datalist)
@@ -178,7 +185,7 @@ def image_folder_slices(folder: str | os.PathLike, split: str | None = None) -> 
     return items
 
 
-def dicom_series_slices(folder: str | os.PathLike, axis: int = 2, min_foreground: float = 0.15) -> list[dict]:
+def dicom_series_slices(folder: str | os.PathLike, axis: int | Sequence[int] = 2, min_foreground: float = 0.15) -> list[dict]:
     """Slices of one DICOM series, read by ``nad_monai.dicom.load_series`` (its rules for folders apply).
 
     ``folder`` is a series folder (one file per slice, or one multi-frame file) or one DICOM file.
@@ -201,7 +208,7 @@ def dicom_series_slices(folder: str | os.PathLike, axis: int = 2, min_foreground
 
 
 def slice_items(
-    source: str, path: str | os.PathLike, split: str = "training", axis: int = 2, min_foreground: float = 0.15
+    source: str, path: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = 0.15
 ) -> list[dict]:
     """Slice items from any source: ``"nifti"`` (datalist JSON or its folder), ``"folder"`` (PNG/JPEG) or ``"dicom"`` (series).
 
@@ -223,7 +230,7 @@ def slice_dataset(
     path: str | os.PathLike,
     transform: Transform | None = None,
     split: str = "training",
-    axis: int = 2,
+    axis: int | Sequence[int] = 2,
     min_foreground: float = 0.15,
     num_workers: int | None = 1,
 ) -> CacheDataset:

@@ -24,6 +24,7 @@ from nad_monai.datasets import (
     nifti_slices,
     slice_dataset,
     slice_items,
+    volume_slices,
 )
 from transforms import RandMixedCorruptiond
 
@@ -64,6 +65,20 @@ def test_nifti_axis_selects_the_ras_plane(axis, shape):
     items = nifti_slices(DATALIST, "test", axis=axis)
     assert tuple(items[0]["image"].shape[1:]) == shape
     assert items[0]["id"].startswith(f"colin27_t1.nii.gz#axis{axis}:")
+
+
+def test_nifti_several_axes_give_the_slices_of_each_plane_with_distinct_ids():
+    together = nifti_slices(DATALIST, "test", axis=(0, 2))
+    apart = nifti_slices(DATALIST, "test", axis=0) + nifti_slices(DATALIST, "test", axis=2)
+    assert [i["id"] for i in together] == [i["id"] for i in apart]
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(together, apart))
+    assert_unit_slices(together)
+
+
+@pytest.mark.parametrize("axis", [3, -1, (), (2, 2), (0, 1.0), True])
+def test_volume_slices_rejects_an_axis_that_is_not_a_ras_axis(axis):
+    with pytest.raises(ValueError, match="axis must be 0, 1, 2"):
+        volume_slices(torch.zeros(1, 4, 5, 6), "v", "s", axis=axis)
 
 
 def test_training_split_covers_every_training_volume():
