@@ -149,3 +149,26 @@ def test_the_rows_with_other_training_volumes_train_on_those_alone_for_the_same_
         assert {s["subject"] for s in items} == subjects
         assert abs(len(items) * parser["crops_per_slice"] * parser["epochs"] / budget - 1) < 0.02, key  # the same training budget
     assert resolved("t1-template-rician-trained")["noise"] == ["rician"]
+
+
+def test_the_multiplanar_rows_train_on_all_three_planes_validate_axially_and_keep_within_the_budget():
+    from monai.bundle import ConfigParser
+
+    from nad_monai.datasets import nifti_slices
+
+    def resolved(key: str) -> ConfigParser:
+        parser = ConfigParser()
+        parser.read_config(str(compare_methods.TRAIN_CONFIG))
+        parser.update({k: v for k, v in compare_methods.training_config(key, {}).items() if k != "train_config_sha256"})
+        return parser
+
+    default = resolved("ours")
+    budget = len(nifti_slices(default.get_parsed_content("dataset_dir"), "training")) * default["crops_per_slice"] * default["epochs"]
+    for key in ("multiplanar", "combined-multiplanar"):
+        parser = resolved(key)
+        axes = parser.get_parsed_content("train#dataset#axis")
+        assert list(axes) == [0, 1, 2] and parser.get_parsed_content("validate#dataset#axis") == 2, key
+        items = nifti_slices(parser.get_parsed_content("dataset_dir"), "training", axis=axes)
+        assert {s["id"].split("#")[1].split(":")[0] for s in items} == {"axis0", "axis1", "axis2"}
+        assert 0.9 < len(items) * parser["crops_per_slice"] * parser["epochs"] / budget <= 1.0, key  # the budget, never more
+    assert resolved("combined-multiplanar")["noise"] == ["rician"]
