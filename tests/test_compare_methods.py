@@ -127,16 +127,18 @@ def test_a_rows_own_training_settings_apply_and_the_command_line_wins():
     assert compare_methods.training_config("twice-the-budget", {"epochs": 4})["epochs"] == 4
 
 
-def test_the_rows_with_other_training_volumes_train_on_those_alone_for_the_same_budget():
+def resolved(key: str):
+    """train.json with the training settings of learned row ``key`` applied, as a MONAI ``ConfigParser``."""
     from monai.bundle import ConfigParser
 
-    from nad_monai.datasets import nifti_slices
+    parser = ConfigParser()
+    parser.read_config(str(compare_methods.TRAIN_CONFIG))
+    parser.update({k: v for k, v in compare_methods.training_config(key, {}).items() if k != "train_config_sha256"})
+    return parser
 
-    def resolved(key: str) -> ConfigParser:
-        parser = ConfigParser()
-        parser.read_config(str(compare_methods.TRAIN_CONFIG))
-        parser.update({k: v for k, v in compare_methods.training_config(key, {}).items() if k != "train_config_sha256"})
-        return parser
+
+def test_the_rows_with_other_training_volumes_train_on_those_alone_for_the_same_budget():
+    from nad_monai.datasets import nifti_slices
 
     default = resolved("ours")
     ours = nifti_slices(default.get_parsed_content("dataset_dir"), "training")
@@ -152,15 +154,7 @@ def test_the_rows_with_other_training_volumes_train_on_those_alone_for_the_same_
 
 
 def test_the_multiplanar_rows_train_on_all_three_planes_validate_axially_and_keep_within_the_budget():
-    from monai.bundle import ConfigParser
-
     from nad_monai.datasets import nifti_slices
-
-    def resolved(key: str) -> ConfigParser:
-        parser = ConfigParser()
-        parser.read_config(str(compare_methods.TRAIN_CONFIG))
-        parser.update({k: v for k, v in compare_methods.training_config(key, {}).items() if k != "train_config_sha256"})
-        return parser
 
     default = resolved("ours")
     budget = len(nifti_slices(default.get_parsed_content("dataset_dir"), "training")) * default["crops_per_slice"] * default["epochs"]
