@@ -15,6 +15,7 @@ Unusable input raises ``InputError`` with a one-line message naming the file.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -92,8 +93,9 @@ def volume_slices(
     same volume, a multi-planar training set). Slices whose ``foreground_fraction`` is below
     ``min_foreground`` (mostly background) are skipped. A 2D input ``(1, H, W)`` is one slice.
     """
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    if not axes or any(not isinstance(a, int) or isinstance(a, bool) or a not in (0, 1, 2) for a in axes) or len(set(axes)) < len(axes):
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    ras = all(isinstance(a, numbers.Integral) and not isinstance(a, bool) and a in (0, 1, 2) for a in axes)
+    if not axes or not ras or len(set(axes)) < len(axes):
         raise ValueError(f"axis must be 0, 1, 2 or distinct ones of them, got {axis!r}")
     if volume.ndim == 3:
         cuts = [(axes[0], 0, volume)]

@@ -75,6 +75,11 @@ def test_nifti_several_axes_give_the_slices_of_each_plane_with_distinct_ids():
     assert_unit_slices(together)
 
 
+def test_volume_slices_takes_numpy_integer_axes_as_before():
+    volume = torch.rand(1, 4, 5, 6)
+    assert [i["id"] for i in volume_slices(volume, "v", "s", axis=np.int64(1), min_foreground=0)] == [f"v#axis1:{k:04d}" for k in range(5)]
+
+
 @pytest.mark.parametrize("axis", [3, -1, (), (2, 2), (0, 1.0), True])
 def test_volume_slices_rejects_an_axis_that_is_not_a_ras_axis(axis):
     with pytest.raises(ValueError, match="axis must be 0, 1, 2"):
