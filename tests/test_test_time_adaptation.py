@@ -1,0 +1,49 @@
+"""benchmarks/test_time_adaptation.py: Recorrupted-to-Recorrupted pairs, random crops and self-supervised adaptation on a real slice."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from conftest import ROOT
+from nad_monai import UnrolledPeronaMalik
+from nad_monai.metrics import denoising_metrics
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from test_time_adaptation import adapt, random_crops, recorrupted_pair  # noqa: E402
+
+
+def test_recorrupted_pair_noises_are_uncorrelated_with_the_expected_variances():
+    sigma, alpha = 0.1, 0.5
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(1, 1, 500, 500, generator=generator)
+    noise = torch.randn(clean.shape, generator=generator) * sigma
+    y1, y2 = recorrupted_pair(clean + noise, sigma, alpha, generator)
+    n1, n2 = (y1 - clean).flatten(), (y2 - clean).flatten()
+    assert abs(torch.corrcoef(torch.stack([n1, n2]))[0, 1]) < 0.01  # so E|net(y1) - y2|^2 = E|net(y1) - clean|^2 + const
+    assert abs(n1.var() / (sigma**2 * (1 + alpha**2)) - 1) < 0.02
+    assert abs(n2.var() / (sigma**2 * (1 + 1 / alpha**2)) - 1) < 0.02
+
+
+def test_random_crops_are_windows_of_the_images():
+    images = torch.arange(3 * 20 * 30, dtype=torch.float32).reshape(3, 1, 20, 30)
+    crops = random_crops(images, 8, 16, torch.Generator().manual_seed(1))
+    assert crops.shape == (16, 1, 8, 8)
+    for crop in crops:
+        n, top, left = torch.nonzero(images == crop[0, 0, 0])[0, [0, 2, 3]].tolist()
+        assert torch.equal(crop, images[n, :, top : top + 8, left : left + 8])
+
+
+def test_adaptation_on_noisy_images_alone_raises_psnr_and_leaves_the_network_untouched(colin_slice):
+    sigma = 0.1
+    clean = torch.as_tensor(colin_slice)[None]
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(2)) * sigma
+    net = UnrolledPeronaMalik(steps=4).eval()  # untrained: gates ~0.12, a gentle blur
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    adapted = adapt(net, noisy, sigma, iterations=40, lr=1e-3, crop=48)
+    psnr = denoising_metrics()["psnr"]
+    with torch.inference_mode():
+        gain = float(psnr(adapted(noisy).clamp(0, 1), clean) - psnr(net(noisy).clamp(0, 1), clean))
+    assert gain > 1.0
+    assert not adapted.training and all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
