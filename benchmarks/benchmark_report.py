@@ -183,7 +183,7 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(out / "results.csv")
-    _write(out / "tuning.json", json.dumps(tuning, indent=1))
+    write_text_atomic(out / "tuning.json", json.dumps(tuning, indent=1))
     main_learned = {r["method"] for r in rows if in_group(r, "main")}
     epochs = sorted({e for name, e in meta["epochs"].items() if name in main_learned})
     lines = [
@@ -205,7 +205,7 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
         *summary_table([r for r in rows if in_group(r, "main")]),
         "",
     ]
-    _write(out / "results.md", "\n".join(lines + group_sections(rows)))
+    write_text_atomic(out / "results.md", "\n".join(lines + group_sections(rows)))
     main_rows = [r for r in rows if in_group(r, "main")]
     plot_psnr_vs_sigma(out / "psnr_vs_sigma.png", main_rows)
     for setting in dict.fromkeys(r["setting"] for r in main_rows):
@@ -213,7 +213,8 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
             plot_crops(out, setting, [r["method"] for r in main_rows if r["setting"] == setting], meta["example"])
 
 
-def _write(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a hidden temporary file beside it, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from benchmark_report import example_path, own_member, write_outputs
+from benchmark_report import example_path, own_member, write_outputs, write_text_atomic
 from nad_monai.baselines import GRIDS, METHODS, rician_bias_correction, tune
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images
@@ -444,9 +444,7 @@ class ScoreCache:
     def put(self, setting: str, name: str, key: dict, record: dict) -> dict:
         path = self.path(setting, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"key": key, **record}))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps({"key": key, **record}))
         return record
 
 

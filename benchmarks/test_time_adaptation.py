@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchmark_report import write_text_atomic
 from compare_methods import ROOT, TRAIN_CONFIG, load_network
 
 from nad_monai.baselines import rician_bias_correction
@@ -107,8 +108,10 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             net = adapt(trained, noisy, sigma, iterations, lr, args.alpha) if iterations else trained
             seconds = time.perf_counter() - start
+            with torch.inference_mode():
+                outputs = [(net(noisy_slice), clean, key) for noisy_slice, clean, key in pairs]  # one pass, scored both ways
             for corrected in (False, True):
-                scores = summary(score_images(pairs, lambda x: rician_bias_correction(net(x), sigma) if corrected else net(x)))
+                scores = summary(score_images(outputs, lambda u: rician_bias_correction(u, sigma) if corrected else u))
                 record = {"row": args.row, "sigma": sigma, "iterations": iterations, "lr": lr, "alpha": args.alpha, "corrected": corrected}
                 records.append({**record, "adaptation_seconds": round(seconds, 1), **scores})
                 print(
@@ -119,9 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps({"test_slices": len(test), "adaptation_slices": len(seen), "records": records}, indent=1))
-        tmp.replace(args.out)
+        write_text_atomic(args.out, json.dumps({"test_slices": len(test), "adaptation_slices": len(seen), "records": records}, indent=1))
 
 
 if __name__ == "__main__":
