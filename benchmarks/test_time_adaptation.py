@@ -13,7 +13,11 @@ learns the biased mean, so its outputs are bias-corrected like the classical row
 one Adam step on a batch of random crops. The network gets its input alone, as in the benchmark (rows
 with a noise-level input estimate it); the known ``s`` (as the classical rows get it) sets only the
 recorruption and the bias correction. It adapts on the scored slices, or on every n-th slice of the
-test volume (``--adapt-every 1``: the whole study, as a user would). Prints PSNR, SSIM and Edge MSE (whole image and head mask) before and after, per setting:
+test volume (``--adapt-every 1``: the whole study, as a user would). Two measurements on top:
+``--ensemble`` also scores the mean output over the 8 flips and quarter turns of each slice, and
+``--bm3d-pilot`` gives a row with a pilot estimate the ``bm3d`` package's in its place, to see
+whether the network can improve on BM3D when handed its estimate. Prints PSNR, SSIM and Edge MSE
+(whole image and head mask) before and after, per setting:
 
     python benchmarks/test_time_adaptation.py --row ours --iterations 0 100 300 600 --lr 1e-4 --out bench/tta.json
 """
@@ -24,6 +28,7 @@ import argparse
 import copy
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +78,28 @@ def adapt(
     return net.eval()
 
 
+def dihedral_mean(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``net`` over the 8 flips and quarter turns of ``x`` ``(N, 1, H, W)``, each turned back (a geometric self-ensemble)."""
+    outputs = []
+    for flip in (False, True):
+        flipped = x.flip(-1) if flip else x
+        for turns in range(4):
+            u = torch.rot90(net(torch.rot90(flipped, turns, (-2, -1))), -turns, (-2, -1))
+            outputs.append(u.flip(-1) if flip else u)
+    return torch.stack(outputs).mean(0)
+
+
+class BM3DPilot(torch.nn.Module):
+    """The ``bm3d`` package's estimate (both stages) as a network's pilot, in place of its own: ``(N, 1, H, W)`` images and
+    the network's ``(N,)`` noise estimates in, ``(N, 1, H, W)`` estimates out; nothing learned, no gradient."""
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        import bm3d
+
+        images = x.detach().cpu().numpy()[:, 0]
+        return torch.stack([torch.as_tensor(bm3d.bm3d(img, sigma_psd=float(s)), dtype=x.dtype) for img, s in zip(images, sigma.tolist())])[:, None].to(x)
+
+
 def summary(values: dict[str, np.ndarray]) -> dict[str, float]:
     return {m: float(np.mean(values[m])) for m in METRICS}
 
@@ -88,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
     parser.add_argument("--test-every", type=int, default=2, help="score every n-th test slice (the committed run's protocol: 2)")
     parser.add_argument("--adapt-every", type=int, help="adapt on every n-th test slice (default: the scored ones; 1: the whole volume)")
+    parser.add_argument("--bm3d-pilot", action="store_true", help="replace the row's pilot estimate by the bm3d package's (a row with a pilot)")
+    parser.add_argument("--ensemble", action="store_true", help="also score the mean over the 8 flips and quarter turns of each slice (8 times the scoring)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="JSON file for the scores (written via a temporary file)")
     args = parser.parse_args(argv)
@@ -96,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     if not (folder / "models" / "model.pt").is_file():
         parser.error(f"{folder}: no trained weights (models/model.pt); train the row with compare_methods.py first")
     trained, _ = load_network([TRAIN_CONFIG, folder / "config.json"], folder / "models" / "model.pt")
+    if args.bm3d_pilot:
+        if getattr(trained, "pilot", None) is None:
+            parser.error(f"{folder}: --bm3d-pilot needs a row whose network has a pilot estimate")
+        trained.pilot = BM3DPilot()
     volume = slice_items("nifti", args.datalist, "test")
     test, seen = volume[:: args.test_every], volume[:: args.adapt_every or args.test_every]
     records = []
@@ -108,18 +141,21 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             net = adapt(trained, noisy, sigma, iterations, lr, args.alpha) if iterations else trained
             seconds = time.perf_counter() - start
-            with torch.inference_mode():
-                outputs = [(net(noisy_slice), clean, key) for noisy_slice, clean, key in pairs]  # one pass, scored both ways
-            for corrected in (False, True):
-                scores = summary(score_images(outputs, lambda u: rician_bias_correction(u, sigma) if corrected else u))
-                record = {"row": args.row, "sigma": sigma, "iterations": iterations, "lr": lr, "alpha": args.alpha, "corrected": corrected}
-                records.append({**record, "adaptation_seconds": round(seconds, 1), **scores})
-                print(
-                    f"rician {sigma:.2f} {args.row}: {iterations:4d} iterations, lr {lr:.0e}, {'corrected' if corrected else 'uncorrected'}: "
-                    f"PSNR {scores['psnr']:.2f} / head {scores['head_psnr']:.2f} dB, SSIM {scores['ssim']:.4f}, "
-                    f"Edge MSE {scores['edge_mse']:.4f} / head {scores['head_edge_mse']:.4f} ({seconds:.0f} s)",
-                    flush=True,
-                )
+            for ensemble in (False, True) if args.ensemble else (False,):
+                with torch.inference_mode():  # one pass, scored both ways
+                    outputs = [(dihedral_mean(net, x) if ensemble else net(x), clean, key) for x, clean, key in pairs]
+                for corrected in (False, True):
+                    scores = summary(score_images(outputs, lambda u: rician_bias_correction(u, sigma) if corrected else u))
+                    record = {"row": args.row, "bm3d_pilot": args.bm3d_pilot, "sigma": sigma, "iterations": iterations, "lr": lr, "alpha": args.alpha}
+                    records.append({**record, "ensemble": ensemble, "corrected": corrected, "adaptation_seconds": round(seconds, 1), **scores})
+                    print(
+                        f"rician {sigma:.2f} {args.row}{' with the BM3D pilot' if args.bm3d_pilot else ''}: "
+                        f"{iterations:4d} iterations, lr {lr:.0e}, {'8-fold ensemble, ' if ensemble else ''}"
+                        f"{'corrected' if corrected else 'uncorrected'}: "
+                        f"PSNR {scores['psnr']:.2f} / head {scores['head_psnr']:.2f} dB, SSIM {scores['ssim']:.4f}, "
+                        f"Edge MSE {scores['edge_mse']:.4f} / head {scores['head_edge_mse']:.4f} ({seconds:.0f} s)",
+                        flush=True,
+                    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(args.out, json.dumps({"test_slices": len(test), "adaptation_slices": len(seen), "records": records}, indent=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT
@@ -11,7 +12,7 @@ from nad_monai import UnrolledPeronaMalik
 from nad_monai.metrics import denoising_metrics
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from test_time_adaptation import adapt, random_crops, recorrupted_pair  # noqa: E402
+from test_time_adaptation import BM3DPilot, adapt, dihedral_mean, random_crops, recorrupted_pair  # noqa: E402
 
 
 def test_recorrupted_pair_noises_are_uncorrelated_with_the_expected_variances():
@@ -47,3 +48,25 @@ def test_adaptation_on_noisy_images_alone_raises_psnr_and_leaves_the_network_unt
         gain = float(psnr(adapted(noisy).clamp(0, 1), clean) - psnr(net(noisy).clamp(0, 1), clean))
     assert gain > 1.0
     assert not adapted.training and all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+
+
+def test_dihedral_mean_turns_every_output_back():
+    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(dihedral_mean(torch.nn.Identity(), x), x)  # an equivariant net is its own ensemble
+    ramp = torch.linspace(0, 1, 12).expand(12, 12)
+    biased = dihedral_mean(lambda u: u + ramp, x)  # a bias tied to the image axes: its 8 orientations average out
+    symmetric = sum(torch.rot90(r, k) for r in (ramp, ramp.flip(-1)) for k in range(4)) / 8
+    assert torch.allclose(biased, x + symmetric, atol=1e-6)
+    assert float(symmetric.std()) < 0.5 * float(ramp.std())
+
+
+def test_bm3d_pilot_denoises_each_image_at_its_own_noise_level(colin_slice):
+    bm3d = pytest.importorskip("bm3d")  # the bench extra
+    clean = torch.as_tensor(colin_slice)[None, :, 40:104, 60:124].expand(2, 1, 64, 64)
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(4)) * torch.tensor([0.05, 0.15]).view(2, 1, 1, 1)
+    sigma = torch.tensor([0.05, 0.15], requires_grad=True)
+    pilot = BM3DPilot()(noisy, sigma)
+    assert pilot.shape == noisy.shape and not pilot.requires_grad
+    for i, s in enumerate((0.05, 0.15)):
+        assert torch.allclose(pilot[i, 0], torch.as_tensor(bm3d.bm3d(noisy[i, 0].numpy(), sigma_psd=s), dtype=torch.float32))
+        assert float(((pilot[i] - clean[i]) ** 2).mean()) < 0.5 * float(((noisy[i] - clean[i]) ** 2).mean())
