@@ -9,6 +9,7 @@ for every metric in ``METRICS``. The denoised example slice of every row is a ``
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Sequence
@@ -177,12 +178,11 @@ def group_sections(rows: list[dict]) -> list[str]:
 def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None:
     """Write ``results.csv``, ``tuning.json``, ``results.md`` and the figures into ``out`` (each file through a rename)."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = out / ".results.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out / "results.csv")
+    table_text = io.StringIO(newline="")
+    writer = csv.DictWriter(table_text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out / "results.csv", table_text.getvalue())
     write_text_atomic(out / "tuning.json", json.dumps(tuning, indent=1))
     main_learned = {r["method"] for r in rows if in_group(r, "main")}
     epochs = sorted({e for name, e in meta["epochs"].items() if name in main_learned})
@@ -214,9 +214,10 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a hidden temporary file beside it, so a reader never sees half a file."""
+    """Write ``text`` to ``path`` as it is (no newline translation) via a hidden temporary file beside it, so a reader
+    never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, newline="")
     tmp.replace(path)
 
 
