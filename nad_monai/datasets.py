@@ -4,7 +4,7 @@ NIfTI and PNG/JPEG go through MONAI's ``LoadImage`` readers (NibabelReader, PILR
 through ``nad_monai.dicom.load_series`` (the one DICOM reader of the package, also used for
 inference); every image is normalised by ``nad_monai.intensity.unit_range`` and becomes a list of items
 
-    {"image": tensor (1, H, W) float32 in [0, 1], "id": "<file>#axis<a>:<k>", "subject": str}
+    {"image": tensor (1, H, W) float32 in [0, 1] (plain, no metadata), "id": "<file>#axis<a>:<k>", "subject": str}
 
 that a MONAI ``CacheDataset`` turns into a dataset (``slice_dataset``). ``id`` is unique and stable,
 so the deterministic noise mode (``seed_key="id"``) gives the same noisy set on every run.
@@ -79,6 +79,13 @@ def _normalised(img: torch.Tensor, path: Path) -> torch.Tensor:
         raise InputError(path, str(err)) from None
 
 
+def _plain(img: torch.Tensor) -> torch.Tensor:
+    """A slice as a plain float32 tensor: the volume's metadata (3D shape, affine, the normalisation
+    record) does not describe one slice, and slices of any source must batch together."""
+    img = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)
+    return img.float().contiguous()
+
+
 def foreground_fraction(img: torch.Tensor, threshold: float = FOREGROUND_THRESHOLD) -> float:
     """Fraction of pixels of a [0, 1] image brighter than ``threshold``."""
     return float((img > threshold).float().mean())
@@ -102,7 +109,7 @@ def volume_slices(
     else:
         cuts = [(a, k, s) for a in axes for k, s in enumerate(torch.unbind(volume, dim=a + 1))]
     return [
-        {"image": torch.as_tensor(s).float().contiguous(), "id": f"{name}#axis{a}:{k:04d}", "subject": subject}
+        {"image": _plain(s), "id": f"{name}#axis{a}:{k:04d}", "subject": subject}
         for a, k, s in cuts
         if foreground_fraction(s) >= min_foreground
     ]
@@ -183,7 +190,7 @@ def image_folder_slices(folder: str | os.PathLike, split: str | None = None) -> 
         if img.shape[0] >= 3:
             img = sum(w * img[c : c + 1] for c, w in enumerate(_LUMA))
         name = path.relative_to(folder).as_posix()
-        items.append({"image": _normalised(torch.as_tensor(img), path).float(), "id": name, "subject": name})
+        items.append({"image": _plain(_normalised(torch.as_tensor(img), path)), "id": name, "subject": name})
     return items
 
 

@@ -11,7 +11,10 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from monai.data import DataLoader
+from monai.transforms import CenterSpatialCropd
 from PIL import Image
+from torch.utils.data import ConcatDataset
 from pydicom.data import get_testdata_file
 
 from conftest import DATA, DATALIST, load_volume
@@ -137,6 +140,17 @@ def test_image_folder_reads_grey_and_colour_slices(tmp_path, layout):
         expected = unit_range(written[item["id"]].T.astype(np.float32))  # MONAI's PILReader gives (W, H)
         atol = 0.05 if item["id"].endswith(".jpg") else 1e-5  # JPEG is lossy
         assert np.abs(item["image"][0].numpy() - expected).mean() < atol
+
+
+def test_slices_of_a_volume_and_of_an_image_folder_batch_together(tmp_path):
+    """One training set may mix sources (benchmark: MR volumes plus photographs): the items carry no
+    per-source metadata that the collate would have to reconcile."""
+    write_br35h_folder(tmp_path, load_volume("colin27_t1.nii.gz"))
+    crop = CenterSpatialCropd(keys="image", roi_size=(32, 32))
+    mixed = ConcatDataset([slice_dataset("nifti", DATALIST, crop, "validation", num_workers=0), slice_dataset("folder", tmp_path, crop, None, num_workers=0)])
+    batch = next(iter(DataLoader(mixed, batch_size=len(mixed))))
+    assert batch["image"].shape == (len(mixed), 1, 32, 32)
+    assert {i["id"] for i in image_folder_slices(tmp_path)} < set(batch["subject"])
 
 
 # --- DICOM series -----------------------------------------------------------------------------
