@@ -18,7 +18,7 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   (``bundle/configs/train.json`` with only ``network_def`` replaced): the same training slices,
   crops, noise, loss, optimiser, schedule, seed and number of epochs, but where a row's own
   ``training`` settings say otherwise (the seed repeats, Rician-only noise, gamma augmentation, the T1 template
-  alone or left out, twice the budget, and the "longer" rows: the main learned rows trained again
+  alone or left out, photographs added, twice the budget, and the "longer" rows: the main learned rows trained again
   for ``GPU_EPOCHS`` on a GPU).
   Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
@@ -116,6 +116,24 @@ WITH_ITK_T1 = _training_volumes("with_itk_t1_training.json", 24)
 """The default training volumes plus ITK's example T1 scan of one person (``data/itk_kmeans_t1.nii.gz``,
 75 axial slices): 382 slices x 2 crops x 24 epochs = 18,336 training crops in 1,152 iterations,
 the default's budget."""
+
+PHOTO_REPEATS = 4
+WITH_PHOTOS = {
+    "train#mr_dataset": TRAIN_DEFAULTS["train"]["dataset"],
+    "train#photo_dataset": {
+        **TRAIN_DEFAULTS["train"]["dataset"],
+        "source": "folder",
+        "path": "$os.path.join(os.path.dirname(__import__('skimage').__file__), 'data')",
+        "split": None,
+    },
+    "train#dataset": {"_target_": "torch.utils.data.ConcatDataset", "datasets": f"$[@train#mr_dataset] + [@train#photo_dataset] * {PHOTO_REPEATS}"},
+    "epochs": 22,
+}
+"""Training on the default volumes plus every PNG/JPEG sample image that ships with scikit-image
+(26 images, photographs and a few drawings, converted to grey), each listed ``PHOTO_REPEATS`` times
+so that a quarter of the crops come from them: (307 + 104) items x 2 crops x 22 epochs = 18,084
+training crops in 1,144 iterations, the default's budget. Edges and texture of every scale, which
+the five training volumes (a template and EPI scans) lack and the T1 test volume has."""
 
 MULTIPLANAR = {"train#dataset#axis": [0, 1, 2], "epochs": 7}
 """Training on sagittal, coronal and axial slices of the default training volumes (validation stays
@@ -233,6 +251,12 @@ LEARNED: dict[str, dict] = {
         **COMBINED,
         "name": COMBINED["name"].replace("DCT pilot blend", "block-matching pilot blend (BM3D's Wiener stage)"),
         "network_def": {**COMBINED["network_def"], "dct_pilot": False, "block_matching_pilot": True},
+    },
+    "with-photos": {
+        "name": "ours, trained with scikit-image's sample photographs added",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": WITH_PHOTOS,
     },
     "multiplanar": {
         "name": "ours, trained on sagittal, coronal and axial slices",
