@@ -17,9 +17,9 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
 - Learned rows (``LEARNED``): each is trained from scratch by the bundle's own training workflow
   (``bundle/configs/train.json`` with only ``network_def`` replaced): the same training slices,
   crops, noise, loss, optimiser, schedule, seed and number of epochs, but where a row's own
-  ``training`` settings say otherwise (the seed repeats, Rician-only noise, gamma augmentation, the T1 template
-  alone or left out, photographs added, twice the budget, and the "longer" rows: the main learned rows trained again
-  for ``GPU_EPOCHS`` on a GPU).
+  ``training`` settings say otherwise (the seed repeats, Rician-only noise, gamma augmentation, the
+  T1 template alone or left out, photographs added, no SSIM term in the loss, larger crops, twice
+  the budget, and the "longer" rows: the main learned rows trained again for ``GPU_EPOCHS`` on a GPU).
   Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
 - Mean rows (``ENSEMBLES``): the mean of the outputs of a few trained learned rows (the three seed
@@ -251,6 +251,29 @@ LEARNED: dict[str, dict] = {
         **COMBINED,
         "name": COMBINED["name"].replace("DCT pilot blend", "block-matching pilot blend (BM3D's Wiener stage)"),
         "network_def": {**COMBINED["network_def"], "dct_pilot": False, "block_matching_pilot": True},
+    },
+    "no-ssim-loss": {
+        "name": "ours, trained without the SSIM term of the loss (L1 + 0.1 gradient)",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": {"loss#ssim_weight": 0.0},
+    },
+    "no-ssim-loss-seed-1": {
+        "name": "ours, trained without the SSIM term of the loss, seed 1",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": {"loss#ssim_weight": 0.0, "seed": 1},
+    },
+    "combined-no-ssim-loss": {
+        **COMBINED,
+        "name": f"{COMBINED['name']}, without the SSIM term of the loss",
+        "training": {**COMBINED["training"], "loss#ssim_weight": 0.0},
+    },
+    "large-crops": {
+        "name": "ours, trained on 128x128 crops (one per slice, 15 epochs: the same pixels)",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": {"patch_size": [128, 128], "crops_per_slice": 1, "epochs": 15},
     },
     "with-photos": {
         "name": "ours, trained with scikit-image's sample photographs added",
