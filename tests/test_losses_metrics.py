@@ -57,6 +57,9 @@ def test_loss_is_zero_only_for_a_perfect_prediction_and_weights_matter(pair):
     parts = DenoisingLoss(1, 0, 0)(pred, ref).item() + DenoisingLoss(0, 1, 0)(pred, ref).item() + 0.1 * gradient_mse(pred, ref).item()
     assert full == pytest.approx(parts, rel=1e-5)
     assert DenoisingLoss(gradient_weight=0.0)(pred, ref).item() < full
+    mse = DenoisingLoss(0, 0, 0, mse_weight=2.0)(pred, ref).item()
+    assert mse == pytest.approx(2.0 * torch.mean((pred - ref) ** 2).item(), rel=1e-5)
+    assert DenoisingLoss(mse_weight=2.0)(pred, ref).item() == pytest.approx(full + mse, rel=1e-5)
 
 
 def test_loss_falls_as_noise_falls(colin_slice):
