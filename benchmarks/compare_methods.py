@@ -18,8 +18,9 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   (``bundle/configs/train.json`` with only ``network_def`` replaced): the same training slices,
   crops, noise, loss, optimiser, schedule, seed and number of epochs, but where a row's own
   ``training`` settings say otherwise (the seed repeats, Rician-only noise, gamma augmentation, the
-  T1 template alone or left out, photographs added, no SSIM term in the loss, larger crops, twice
-  the budget, and the "longer" rows: the main learned rows trained again for ``GPU_EPOCHS`` on a GPU).
+  T1 template alone or left out, photographs added, no SSIM term in the loss or a squared error,
+  larger crops, twice the budget, and the "longer" rows: the main learned rows trained again for
+  ``GPU_EPOCHS`` on a GPU).
   Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
 - Mean rows (``ENSEMBLES``): the mean of the outputs of a few trained learned rows (the three seed
@@ -257,6 +258,12 @@ LEARNED: dict[str, dict] = {
         "groups": ("tried",),
         "network_def": OURS,
         "training": {"loss#ssim_weight": 0.0},
+    },
+    "mse-loss": {
+        "name": "ours, trained with the squared error instead of SSIM and L1 (MSE + 0.1 gradient)",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": {"loss#ssim_weight": 0.0, "loss#l1_weight": 0.0, "loss#mse_weight": 1.0},
     },
     "no-ssim-loss-seed-1": {
         "name": "ours, trained without the SSIM term of the loss, seed 1",
