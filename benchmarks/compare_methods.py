@@ -265,6 +265,12 @@ LEARNED: dict[str, dict] = {
         "network_def": OURS,
         "training": {"loss#ssim_weight": 0.0, "loss#l1_weight": 0.0, "loss#mse_weight": 1.0},
     },
+    "dct-pilot-blend-mse-loss": {
+        "name": "ours + DCT shrinkage pilot blend, trained with the squared error (MSE + 0.1 gradient)",
+        "groups": ("tried",),
+        "network_def": _ablation(dct_pilot=True, pilot_blend=True),
+        "training": {"loss#ssim_weight": 0.0, "loss#l1_weight": 0.0, "loss#mse_weight": 1.0},
+    },
     "no-ssim-loss-seed-1": {
         "name": "ours, trained without the SSIM term of the loss, seed 1",
         "groups": ("tried",),
