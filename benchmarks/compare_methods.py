@@ -136,6 +136,11 @@ so that a quarter of the crops come from them: (307 + 104) items x 2 crops x 22 
 training crops in 1,144 iterations, the default's budget. Edges and texture of every scale, which
 the five training volumes (a template and EPI scans) lack and the T1 test volume has."""
 
+NO_SSIM_LOSS = {"loss#ssim_weight": 0.0}
+"""train.json's loss without its SSIM term: L1 + 0.1 x gradient MSE."""
+MSE_LOSS = {"loss#ssim_weight": 0.0, "loss#l1_weight": 0.0, "loss#mse_weight": 1.0}
+"""train.json's loss with the squared error, the error PSNR measures, in place of SSIM and L1: MSE + 0.1 x gradient MSE."""
+
 MULTIPLANAR = {"train#dataset#axis": [0, 1, 2], "epochs": 7}
 """Training on sagittal, coronal and axial slices of the default training volumes (validation stays
 axial, as the test): 1,241 slices x 2 crops x 7 epochs = 17,374 training crops in 1,092 iterations,
@@ -257,30 +262,30 @@ LEARNED: dict[str, dict] = {
         "name": "ours, trained without the SSIM term of the loss (L1 + 0.1 gradient)",
         "groups": ("tried",),
         "network_def": OURS,
-        "training": {"loss#ssim_weight": 0.0},
+        "training": NO_SSIM_LOSS,
     },
     "mse-loss": {
         "name": "ours, trained with the squared error instead of SSIM and L1 (MSE + 0.1 gradient)",
         "groups": ("tried",),
         "network_def": OURS,
-        "training": {"loss#ssim_weight": 0.0, "loss#l1_weight": 0.0, "loss#mse_weight": 1.0},
+        "training": MSE_LOSS,
     },
     "dct-pilot-blend-mse-loss": {
         "name": "ours + DCT shrinkage pilot blend, trained with the squared error (MSE + 0.1 gradient)",
         "groups": ("tried",),
         "network_def": _ablation(dct_pilot=True, pilot_blend=True),
-        "training": {"loss#ssim_weight": 0.0, "loss#l1_weight": 0.0, "loss#mse_weight": 1.0},
+        "training": MSE_LOSS,
     },
     "no-ssim-loss-seed-1": {
         "name": "ours, trained without the SSIM term of the loss, seed 1",
         "groups": ("tried",),
         "network_def": OURS,
-        "training": {"loss#ssim_weight": 0.0, "seed": 1},
+        "training": {**NO_SSIM_LOSS, "seed": 1},
     },
     "combined-no-ssim-loss": {
         **COMBINED,
         "name": f"{COMBINED['name']}, without the SSIM term of the loss",
-        "training": {**COMBINED["training"], "loss#ssim_weight": 0.0},
+        "training": {**COMBINED["training"], **NO_SSIM_LOSS},
     },
     "large-crops": {
         "name": "ours, trained on 128x128 crops (one per slice, 15 epochs: the same pixels)",
