@@ -14,8 +14,8 @@ import torch
 from monai.data import DataLoader
 from monai.transforms import CenterSpatialCropd
 from PIL import Image
-from torch.utils.data import ConcatDataset
 from pydicom.data import get_testdata_file
+from torch.utils.data import ConcatDataset
 
 from conftest import DATA, DATALIST, load_volume
 from dicom_fixtures import real_values, write_classic, write_enhanced
