@@ -67,18 +67,15 @@ def _training(row: dict) -> str:
     return f"{row['training_seconds'] / 60:.1f} ({row['epoch_seconds_median']:.0f})"
 
 
-def table(rows: list[dict]) -> list[str]:
-    """A Markdown table of full rows: parameters, speed, training time and every metric as mean ± std."""
-    lines = [
-        "| method | parameters | s / 256x256 slice | training: min (s / epoch) | PSNR (dB) | SSIM | Edge MSE | head PSNR | head SSIM | head Edge MSE |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def table(rows: list[dict], training: bool = True) -> list[str]:
+    """A Markdown table of full rows: parameters, speed, training time (unless ``training`` is False) and every metric as
+    mean ± std."""
+    head = ["method", "parameters", "s / 256² slice", *(["training: min (s / epoch)"] * training), "PSNR (dB)", "SSIM", "Edge MSE", "head PSNR (dB)", "head SSIM", "head Edge MSE"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (2 + training) + "---|" * len(METRICS)]
     for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['parameters']} | {_seconds(r['seconds_per_256x256'])} | {_training(r)} | "
-            + " | ".join(_cell(r, m) for m in METRICS)
-            + " |"
-        )
+        parameters = "" if r["parameters"] in ("", None) else f"{r['parameters']:,}"
+        cells = [r["method"], parameters, _seconds(r["seconds_per_256x256"]), *([_training(r)] * training), *(_cell(r, m) for m in METRICS)]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -89,7 +86,7 @@ def summary_table(rows: list[dict], metric: str = "psnr") -> list[str]:
     value = {(r["method"], r["setting"]): r[f"{metric}_mean"] for r in rows}
     lower_better = "edge_mse" in metric
     best = {s: (min if lower_better else max)((v for (m, s2), v in value.items() if s2 == s and m != "noisy input"), default=None) for s in settings}
-    lines = ["| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
+    lines = ["| method | " + " | ".join(settings) + " |", "|---|" + "---:|" * len(settings)]
     for m in methods:
         cells = []
         for s in settings:
@@ -100,18 +97,26 @@ def summary_table(rows: list[dict], metric: str = "psnr") -> list[str]:
     return lines
 
 
+def _goal_rows(rows: list[dict]) -> tuple[dict[str, dict], str | None, dict[str, dict]]:
+    """The rows of the goal setting by method name: the main table's; the budget suffix of ours' row in the "longer"
+    group (``", 70 epochs on a GPU"``), or None; and the main rows with every learned row that has such a longer row
+    (``<main row name><suffix>``) replaced by it ({} without a suffix)."""
+    at = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and in_group(r, "main")}
+    longer = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and in_group(r, "longer")}
+    suffix = next((m[len(OURS) :] for m in longer if m.startswith(OURS + ", ")), None)
+    retrained = {**at, **{m[: -len(suffix)]: r for m, r in longer.items() if m.endswith(suffix)}} if suffix else {}
+    return at, suffix, retrained
+
+
 def goal_check(rows: list[dict]) -> list[str]:
     """The benchmark issue's goal on Rician s = 0.10, measured: ours vs BM3D + 1 dB, vs the U-Net and DnCNN, parameters,
-    Edge MSE; then the same with the learned rows of the "longer" group (``<main row name>, <budget>``, the budget
-    read off ours' longer row) in place of theirs, the others keeping their main rows."""
-    at = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and in_group(r, "main")}
+    Edge MSE; then the same with the learned rows of the "longer" group in place of theirs, the others keeping their main
+    rows (``_goal_rows``)."""
+    at, suffix, retrained = _goal_rows(rows)
     if OURS not in at:
         return []
     lines = [f"Goal on {GOAL_SETTING} (whole-image means over the test slices):", "", *_goal_verdicts(at)]
-    longer = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and in_group(r, "longer")}
-    suffix = next((m[len(OURS) :] for m in longer if m.startswith(OURS + ", ")), None)
     if suffix:
-        retrained = {**at, **{m[: -len(suffix)]: r for m, r in longer.items() if m.endswith(suffix)}}
         lines += ["", f"The same with the learned rows trained longer ({suffix[2:]}; see \"{GROUP_TITLES['longer']}\") in place of theirs:", ""]
         lines += _goal_verdicts(retrained)
     return lines + [""]
@@ -152,19 +157,21 @@ def grid_edges(tuning: dict) -> list[str]:
     return found
 
 
-def group_sections(rows: list[dict]) -> list[str]:
-    """The sections of results.md, one per group of ``GROUP_TITLES``: full tables per setting where the group has rows of
-    its own (rows not also in the main table), or rows at all when it has none of its own.
+def group_rows(rows: list[dict], group: str) -> list[dict]:
+    """The rows of ``group``'s section: on the settings where the group has rows of its own (rows not also in the main
+    table), or rows at all when it has none of its own, its rows and its ``REFERENCES`` rows."""
+    members = [r for r in rows if in_group(r, group)]
+    own = [r for r in members if own_member(r["groups"].split(), group)]
+    scored = {r["setting"] for r in own or members}
+    return [r for r in rows if r["setting"] in scored and (in_group(r, group) or r["method"] in REFERENCES.get(group, ()))]
 
-    The other groups' sections also show their ``REFERENCES`` rows, and start with their own
-    PSNR-by-setting table.
-    """
+
+def group_sections(rows: list[dict]) -> list[str]:
+    """The sections of results.md, one per group of ``GROUP_TITLES`` that has rows (``group_rows``): full tables per
+    setting; the groups other than "main" start with their own PSNR-by-setting table."""
     lines = []
     for group, title in GROUP_TITLES.items():
-        members = [r for r in rows if in_group(r, group)]
-        own = [r for r in members if own_member(r["groups"].split(), group)]
-        scored = {r["setting"] for r in own or members}
-        chosen = [r for r in rows if r["setting"] in scored and (in_group(r, group) or r["method"] in REFERENCES.get(group, ()))]
+        chosen = group_rows(rows, group)
         if not chosen:
             continue
         lines += [f"## {title}", ""]
@@ -173,6 +180,57 @@ def group_sections(rows: list[dict]) -> list[str]:
         for setting in dict.fromkeys(r["setting"] for r in chosen):
             lines += [f"### {setting}", "", *table([r for r in chosen if r["setting"] == setting]), ""]
     return lines
+
+
+README_BLOCK = re.compile(r"<!-- benchmark:([a-z-]+) -->\n.*?<!-- /benchmark -->", re.S)
+"""A block of the README that ``render_readme`` fills: ``<!-- benchmark:NAME -->``, anything, ``<!-- /benchmark -->``."""
+README_BLOCK_NAMES = ("goal", "psnr", *GROUP_TITLES, "goal-longer")
+
+
+def readme_blocks(rows: list[dict]) -> dict[str, list[str]]:
+    """What the README shows of the benchmark, by block name (``README_BLOCK_NAMES``): "goal" (the verdicts of the main
+    rows on the goal setting), "psnr" (PSNR by setting of the main rows), one table of the goal setting per group of
+    ``GROUP_TITLES`` without the training column, and "goal-longer" (the verdicts with the rows trained longer)."""
+    at, suffix, retrained = _goal_rows(rows)
+    blocks = {"goal": _goal_verdicts(at) if OURS in at else [], "psnr": summary_table([r for r in rows if in_group(r, "main")])}
+    for group in GROUP_TITLES:
+        blocks[group] = table([r for r in group_rows(rows, group) if r["setting"] == GOAL_SETTING], training=False)
+    blocks["goal-longer"] = _goal_verdicts(retrained) if suffix and OURS in retrained else []
+    return blocks
+
+
+def render_readme(text: str, rows: list[dict], source: str = "README") -> str:
+    """``text`` with every benchmark block (``README_BLOCK``) holding ``readme_blocks(rows)``'s lines, a blank line
+    either side. Raises ValueError naming ``source`` for a block name that is not one of them."""
+    unknown = sorted({m[1] for m in README_BLOCK.finditer(text)} - set(README_BLOCK_NAMES))
+    if unknown:
+        raise ValueError(f"{source}: unknown benchmark block(s) {unknown}; known: {list(README_BLOCK_NAMES)}")
+    blocks = readme_blocks(rows)
+    return README_BLOCK.sub(lambda m: "\n".join([f"<!-- benchmark:{m[1]} -->", "", *blocks[m[1]], "", "<!-- /benchmark -->"]), text)
+
+
+def sync_readme(path: Path, rows: list[dict]) -> bool:
+    """Rewrite the benchmark blocks of the Markdown file ``path`` from ``rows`` (through a rename); whether it changed."""
+    text = path.read_text()
+    new = render_readme(text, rows, str(path))
+    if new != text:
+        write_text_atomic(path, new)
+    return new != text
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a ``results.csv``, numbers as int or float again and empty cells as ""."""
+
+    def value(text: str):
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    with path.open(newline="") as f:
+        return [{k: value(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None:
@@ -299,3 +357,26 @@ def plot_crops(out: Path, setting: str, methods: list[str], example: str) -> Non
     fig.suptitle(f"Colin27 test slice, {setting}: {CROP}x{CROP} crops (PSNR of the whole slice)", fontsize=9)
     fig.tight_layout()
     _savefig(fig, out / f"crops_{_slug(setting)}.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Rewrite the benchmark blocks (<!-- benchmark:NAME --> ... <!-- /benchmark -->) of a Markdown file from a results.csv.")
+    parser.add_argument("markdown", type=Path, help="the file to update, e.g. README.md")
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results" / "results.csv", help="the benchmark's results.csv (default: the committed run's)")
+    args = parser.parse_args(argv)
+    for path in (args.markdown, args.results):
+        if not path.is_file():
+            parser.exit(2, f"error: {path}: no such file\n")
+    try:
+        changed = sync_readme(args.markdown, read_rows(args.results))
+    except KeyError as error:
+        parser.exit(2, f"error: {args.results}: no column {error}\n")
+    except ValueError as error:
+        parser.exit(2, f"error: {error}\n")
+    print(f"{args.markdown}: {'updated' if changed else 'already matches'} {args.results}")
+
+
+if __name__ == "__main__":
+    main()

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from benchmark_report import example_path, own_member, write_outputs, write_text_atomic
+from benchmark_report import example_path, own_member, render_readme, sync_readme, write_outputs, write_text_atomic
 from nad_monai.baselines import GRIDS, METHODS, rician_bias_correction, tune
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images
@@ -528,6 +528,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-every", type=int, default=1, help="score every n-th test slice")
     parser.add_argument("--quick", action="store_true", help="2 settings, 2 classical rows, 3 validation and 4 test slices, learned rows trained a few iterations")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--readme", type=Path, help="also rewrite the benchmark blocks (<!-- benchmark:NAME -->) of this Markdown file, e.g. README.md")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()  # training runs in the repository root
     torch.set_num_threads(args.threads)
@@ -539,6 +540,13 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(names) - set(CLASSICAL)) + sorted(set(keys) - set(LEARNED))
     if unknown:
         parser.error(f"unknown rows {unknown}; classical: {sorted(CLASSICAL)}; learned: {sorted(LEARNED)}")
+    if args.readme:  # checked now, not after hours of work
+        if not args.readme.is_file():
+            parser.error(f"--readme {args.readme}: no such file")
+        try:
+            render_readme(args.readme.read_text(), [], str(args.readme))
+        except ValueError as error:
+            parser.error(str(error))
     args.out.mkdir(parents=True, exist_ok=True)
 
     overrides = {"epochs": args.epochs} if args.epochs else {}
@@ -581,6 +589,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += setting_rows
     epochs = {n: i["epochs"] for n, i in info.items() if "epochs" in i}
     write_outputs(args.out, rows, tuning, {"validation": len(val), "test": len(test), "example": example, "epochs": epochs})
+    if args.readme:
+        print(f"{args.readme}: {'updated' if sync_readme(args.readme, rows) else 'already matches'}")
 
 
 def score_setting(

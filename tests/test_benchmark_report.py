@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 
@@ -99,3 +101,44 @@ def test_group_sections_only_cover_the_settings_where_the_group_was_scored():
     assert "| method | rician 0.10 |" in ablations and "ours, K = 4" in ablations and "BM3D" not in ablations
     assert "70 epochs on a GPU" in longer and "| BM3D (bm3d package) |" in longer and "### gaussian 0.10" not in longer
     assert "Trying to improve ours" not in text  # no "tried" rows: no section
+
+
+def test_the_readme_shows_the_committed_results():
+    readme = (ROOT / "README.md").read_text()
+    names = [m[1] for m in benchmark_report.README_BLOCK.finditer(readme)]
+    assert sorted(names) == sorted(benchmark_report.README_BLOCK_NAMES)  # every block is in the README, once
+    assert list(benchmark_report.readme_blocks([])) == list(benchmark_report.README_BLOCK_NAMES)
+    rows = benchmark_report.read_rows(ROOT / "benchmarks" / "results" / "results.csv")
+    assert benchmark_report.render_readme(readme, rows) == readme, "README.md is out of date: run python benchmarks/benchmark_report.py README.md"
+
+
+def test_render_readme_fills_each_block_and_keeps_the_rest():
+    metrics = {f"{m}_{k}": 0.25 for m in benchmark_report.METRICS for k in ("mean", "std")}
+    timing = {"seconds_per_256x256": 0.5, "training_seconds": 60, "epoch_seconds_median": 2.0}
+    rows = [{**r, **metrics, **timing, "psnr_mean": r["psnr_mean"], "edge_mse_mean": r["edge_mse_mean"]} for r in ROWS]
+    text = "intro\n<!-- benchmark:main -->\nstale\n<!-- /benchmark -->\nmiddle\n<!-- benchmark:goal -->\n<!-- /benchmark -->\nend\n"
+    new = benchmark_report.render_readme(text, rows)
+    assert new.startswith("intro\n<!-- benchmark:main -->\n\n| method | parameters | s / 256² slice | PSNR (dB) |")
+    assert new.endswith("<!-- /benchmark -->\nend\n")
+    assert "stale" not in new and "\nmiddle\n" in new and "training" not in new  # the README tables leave out training time
+    assert "| U-Net (MONAI BasicUNet, residual) | 1,978,433 | 0.500 | 27.00 ± 0.25 |" in new
+    assert "\n- ours >= bias-corrected BM3D + 1 dB: 28.50 vs 30.20 dB (-1.70 dB): **not met**\n" in new
+    assert benchmark_report.render_readme(new, rows) == new  # rendering again changes nothing
+
+
+def test_render_readme_refuses_an_unknown_block_naming_the_file():
+    with pytest.raises(ValueError, match=r"notes\.md: unknown benchmark block\(s\) \['mian'\]"):
+        benchmark_report.render_readme("<!-- benchmark:mian -->\n<!-- /benchmark -->\n", ROWS, "notes.md")
+
+
+def test_read_rows_gives_back_the_numbers_written(tmp_path):
+    rows = [
+        {"setting": "rician 0.10", "method": "ours, K = 4", "groups": "ablation", "parameters": 52_365, "seconds": 0.0591, "psnr_mean": 28.681234567891234},
+        {"setting": "rician 0.10", "method": "noisy input", "groups": "main", "parameters": "", "seconds": "", "psnr_mean": 18.78},
+    ]
+    path = tmp_path / "results.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert benchmark_report.read_rows(path) == rows

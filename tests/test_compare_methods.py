@@ -29,20 +29,24 @@ SETTINGS = ["gaussian 0.10", "rician 0.10"]
 COLUMNS = ["psnr", "ssim", "edge_mse", "head_psnr", "head_ssim", "head_edge_mse"]
 
 
-def run_quick(out) -> subprocess.CompletedProcess:
+def run_quick(out, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "compare_methods.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / "compare_methods.py"), "--quick", "--out", str(out), *extra],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
+STALE_README = "# Notes\n\n<!-- benchmark:goal -->\nold verdicts\n<!-- /benchmark -->\n\nkept\n\n<!-- benchmark:main -->\n| old |\n<!-- /benchmark -->\n"
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    first = run_quick(out)
+    (out / "README.md").write_text(STALE_README)
+    first = run_quick(out, "--readme", str(out / "README.md"))
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     return out, first, rows
@@ -88,7 +92,7 @@ def test_tables_figures_tuning_and_training_records(quick_run):
     table = (out / "results.md").read_text()
     sections = ["## Main table", "## Ablations", "## Trying to improve ours", "Goal on rician 0.10"]
     assert all(section in table for section in sections)
-    assert all(table.count(f"### {s}") == 3 for s in SETTINGS) and table.count("| head PSNR |") == 6
+    assert all(table.count(f"### {s}") == 3 for s in SETTINGS) and table.count("| head PSNR (dB) |") == 6
     for name in ["psnr_vs_sigma.png", "crops_gaussian-0.10.png", "crops_rician-0.10.png"]:
         assert (out / name).stat().st_size > 10_000, name
     for key in ["ours", "basic-unet", "dncnn", "seed-variant"]:
@@ -98,6 +102,29 @@ def test_tables_figures_tuning_and_training_records(quick_run):
         log = (folder / "train.log").read_text()
         assert (folder / "models" / "model.pt").is_file() and "SupervisedTrainer - INFO - Epoch[4] Complete" in log
     assert first.stdout.count("  training ") == 4
+
+
+def test_the_readme_blocks_get_the_runs_tables(quick_run):
+    out, first, _ = quick_run
+    text = (out / "README.md").read_text()
+    assert "old verdicts" not in text and "| old |" not in text and text.startswith("# Notes\n") and "\n\nkept\n\n" in text
+    goal = text.split("<!-- benchmark:goal -->")[1].split("<!-- /benchmark -->")[0]
+    assert "- ours >= bias-corrected BM3D + 1 dB" not in goal  # the quick run has no BM3D row
+    assert "- ours >= U-Net (MONAI BasicUNet, residual): " in goal
+    main = text.split("<!-- benchmark:main -->")[1].split("<!-- /benchmark -->")[0]
+    assert [line.split(" | ")[0][2:] for line in main.strip().split("\n")[2:]] == EXPECTED_METHODS  # rician 0.10 rows only
+    assert f"{out / 'README.md'}: updated" in first.stdout
+
+
+def test_a_readme_with_an_unknown_block_is_refused_before_any_work(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- benchmark:mian -->\n<!-- /benchmark -->\n")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare_methods.py"), "--quick", "--out", str(tmp_path / "out"), "--readme", str(readme)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and f"{readme}: unknown benchmark block(s) ['mian']" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_rerun_reuses_training_and_scores(quick_run):
