@@ -189,8 +189,15 @@ class UnrolledPeronaMalik(nn.Module):
             coarser scales as well (``coarse_neighbour_differences``: 2x2, 4x4, ... block means,
             with noise s/2, s/4, ...), so a gate can tell an edge that persists across scales from
             noise; 0 (default) sees the finest scale only. The diffusion itself stays on the pixel grid.
+        context_slices: 2.5D input: also take this many neighbouring slices on each side of the slice to
+            denoise, ``(N, 1 + 2 c, H, W)`` with the slice in the middle channel. They go to the guidance,
+            conduction and refinement nets, and each step ends with a through-plane flux towards them,
+            ``u <- u + t_k / 2c * sum_j e_kj (s_j - u)``, ``t_k = lam_k / max_step`` in (0, 1) and
+            through-plane gates ``e_kj`` in [0, 1] from the same conduction net: a convex combination,
+            so the maximum principle holds over the stack. 0 (default) is the 2D network.
 
-    ``forward`` maps ``(N, 1, H, W)`` of any H, W, intensities in [0, 1], to the same shape;
+    ``forward`` maps ``(N, 1, H, W)`` (``(N, 1 + 2 c, H, W)`` with ``context_slices``) of any H, W,
+    intensities in [0, 1], to ``(N, 1, H, W)``;
     ``inspect`` also returns the gates and intermediate states. Without refinement the output
     stays within each image's [min, max]. The module can be scripted with TorchScript.
 
@@ -222,13 +229,14 @@ class UnrolledPeronaMalik(nn.Module):
         block_matching_pilot: bool = False,
         pilot_blend: bool = False,
         coarse_scales: int = 0,
+        context_slices: int = 0,
     ):
         super().__init__()
         self.max_step = max_step(neighbours)  # raises for anything but 4 or 8 neighbours
         if steps < 1 or not 0 < step_fraction < 1:
             raise ValueError(f"need steps >= 1 and 0 < step_fraction < 1, got {steps}, {step_fraction}")
-        if coarse_scales < 0:
-            raise ValueError(f"need coarse_scales >= 0, got {coarse_scales}")
+        if coarse_scales < 0 or context_slices < 0:
+            raise ValueError(f"need coarse_scales >= 0 and context_slices >= 0, got {coarse_scales}, {context_slices}")
         if rician_correction and not noise_level_input:
             raise ValueError("rician_correction needs noise_level_input: the correction scales with the noise level")
         pilots = int(nonlocal_pilot) + int(dct_pilot) + int(block_matching_pilot)
@@ -240,8 +248,8 @@ class UnrolledPeronaMalik(nn.Module):
             raise ValueError("pilot_blend needs a pilot: nonlocal_pilot, dct_pilot or block_matching_pilot")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
-        self.noise_floor, self.coarse_scales = NOISE_FLOOR, coarse_scales
-        level, pilot = int(noise_level_input), pilots
+        self.noise_floor, self.coarse_scales, self.context_slices = NOISE_FLOOR, coarse_scales, context_slices
+        level, pilot, others = int(noise_level_input), pilots, 2 * context_slices
         self.pilot: nn.Module | None = None
         if nonlocal_pilot:
             self.pilot = NonLocalMeans(floor=NOISE_FLOOR)
@@ -249,12 +257,12 @@ class UnrolledPeronaMalik(nn.Module):
             self.pilot = DCTShrinkage(floor=NOISE_FLOOR)
         elif block_matching_pilot:
             self.pilot = BlockMatchingWiener(floor=NOISE_FLOOR)
-        self.guidance = GuidanceUNet(1 + pilot + level, guidance_channels, guidance_features) if guidance_channels else None
-        conduction_in = (1 + coarse_scales + pilot) * neighbours + guidance_channels + level
+        self.guidance = GuidanceUNet(1 + others + pilot + level, guidance_channels, guidance_features) if guidance_channels else None
+        conduction_in = (1 + coarse_scales + pilot) * neighbours + others + guidance_channels + level
 
         def conduction_net() -> ConductionNet:
             return ConductionNet(
-                conduction_in, neighbours, conduction_features, kernel_sizes=conduction_kernel_sizes, padding_mode=conduction_padding
+                conduction_in, neighbours + others, conduction_features, kernel_sizes=conduction_kernel_sizes, padding_mode=conduction_padding
             )
 
         if shared:  # the same module at every step: its parameters are counted and trained once
@@ -263,12 +271,13 @@ class UnrolledPeronaMalik(nn.Module):
             self.conduction = nn.ModuleList(conduction_net() for _ in range(steps))
         logit = torch.logit(torch.tensor(step_fraction))
         self.step_logits = nn.Parameter(torch.full((steps,), float(logit)))
-        self.refinement = Refinement(2 + pilot + guidance_channels) if refinement else None
-        self.blend_gate = nn.Conv2d(2 + pilot + guidance_channels, 1, 1) if pilot_blend else None
+        features = 2 + others + pilot + guidance_channels
+        self.refinement = Refinement(features) if refinement else None
+        self.blend_gate = nn.Conv2d(features, 1, 1) if pilot_blend else None
         if self.blend_gate is not None:
             nn.init.zeros_(self.blend_gate.weight)
             nn.init.zeros_(self.blend_gate.bias)  # m = 1/2: the mean of the PDE's result and the pilot
-        self.bias_gate = nn.Conv2d(2 + pilot + guidance_channels, 1, 1) if rician_correction else None
+        self.bias_gate = nn.Conv2d(features, 1, 1) if rician_correction else None
         if self.bias_gate is not None:
             nn.init.zeros_(self.bias_gate.weight)
             nn.init.constant_(self.bias_gate.bias, -3.0)  # r ~ 0.1: almost no correction before training
@@ -279,12 +288,13 @@ class UnrolledPeronaMalik(nn.Module):
         return self.max_step * torch.sigmoid(self.step_logits)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        """Denoise ``x`` ``(N, 1, H, W)`` in [0, 1]; ``sigma`` ``(N,)`` is the noise level, estimated if None."""
+        """Denoise ``x`` ``(N, 1, H, W)`` in [0, 1] (``(N, 1 + 2 c, H, W)``, the slice in the middle, with
+        ``context_slices`` c); ``sigma`` ``(N,)`` is the noise level, estimated (from the slice) if None."""
         return self._diffuse(x, sigma, False)[0]
 
     @torch.jit.unused
     def inspect(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        """Denoise and return ``(y, details)`` with ``details`` = ``{"gates": K x (N, n, H, W),
+        """Denoise and return ``(y, details)`` with ``details`` = ``{"gates": K x (N, n (+ 2 c through-plane), H, W),
         "states": (K + 1) x (N, 1, H, W), "step_sizes": (K,), "guidance": (N, G, H, W) or None,
         "sigma": (N,) or None, "pilot": (N, 1, H, W) or None}``."""
         y, gates, states, guidance, sigma, pilot = self._diffuse(x, sigma, True)
@@ -294,8 +304,15 @@ class UnrolledPeronaMalik(nn.Module):
     def _diffuse(
         self, x: torch.Tensor, sigma: torch.Tensor | None, keep: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        if x.dim() != 4 or x.size(1) != 1:
-            raise ValueError("expected images of shape (N, 1, H, W)")
+        c = self.context_slices
+        if x.dim() != 4 or x.size(1) != 1 + 2 * c:
+            if c == 0:
+                raise ValueError("expected images of shape (N, 1, H, W)")
+            raise ValueError(f"expected images of shape (N, {1 + 2 * c}, H, W): the slice between {c} neighbouring slices on each side")
+        slices: list[torch.Tensor] = []  # [] or the neighbouring slices (N, 2c, H, W), for every net and the through-plane flux
+        if c > 0:
+            slices.append(torch.cat([x[:, :c], x[:, c + 1 :]], dim=1))
+            x = x[:, c : c + 1]
         context: list[torch.Tensor] = []
         scale = torch.ones_like(x[:, :, :1, :1])
         if self.noise_level_input:
@@ -314,7 +331,7 @@ class UnrolledPeronaMalik(nn.Module):
             pilot_context.append(neighbour_differences(pilot, self.neighbours) * scale)
         guidance: torch.Tensor | None = None
         if self.guidance is not None:
-            guidance = self.guidance(torch.cat([x] + pilots + context, dim=1))
+            guidance = self.guidance(torch.cat([x] + slices + pilots + context, dim=1))
             if self.detach_guidance:
                 guidance = guidance.detach()
             context.insert(0, guidance)
@@ -327,12 +344,15 @@ class UnrolledPeronaMalik(nn.Module):
             differences = [d * scale]
             if self.coarse_scales > 0:  # the default network skips this
                 differences.append(coarse_neighbour_differences(u, self.neighbours, self.coarse_scales) * scale)
-            c = conduction(torch.cat(differences + pilot_context + context, dim=1))
-            u = weighted_step(u, c * d, self.weights, lams[k])
+            through = [(s - u) * scale for s in slices]  # differences to the neighbouring slices, in noise units
+            g = conduction(torch.cat(differences + through + pilot_context + context, dim=1))
+            u = weighted_step(u, g[:, : self.neighbours] * d, self.weights, lams[k])
+            if c > 0:  # through-plane flux: the in-plane step's fraction of its largest step, spread over the 2c slices
+                u = u + (lams[k] / self.max_step / (2 * c)) * (g[:, self.neighbours :] * (slices[0] - u)).sum(dim=1, keepdim=True)
             if keep:
-                gates.append(c)
+                gates.append(g)
                 states.append(u)
-        features = torch.cat([u, x] + pilots + ([] if guidance is None else [guidance]), dim=1)
+        features = torch.cat([u, x] + slices + pilots + ([] if guidance is None else [guidance]), dim=1)
         if self.blend_gate is not None:
             assert pilot is not None  # pilot_blend implies a pilot
             u = u + torch.sigmoid(self.blend_gate(features)) * (pilot - u)

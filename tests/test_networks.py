@@ -155,9 +155,29 @@ def test_multiscale_gates_see_each_coarse_scale_and_script(colin_slice):
         torch.testing.assert_close(torch.jit.script(net)(x), net(x))
 
 
+def test_a_2_5d_network_keeps_the_maximum_principle_over_its_stack_trains_and_scripts():
+    clean = torch.as_tensor(load_volume("colin27_t1.nii.gz")[:, :, 89:92]).permute(2, 0, 1)[None]  # (1, 3, 181, 217): neighbouring real slices
+    x = (clean + 0.2 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(4))).clamp(0, 1)
+    net = perturbed(UnrolledPeronaMalik(steps=3, context_slices=1, refinement=False), seed=1, scale=2.0).eval()
+    with torch.no_grad():
+        net.step_logits.fill_(20.0)  # lam_k at its bound, so the through-plane flux is at its largest too
+        y, details = net.inspect(x)
+        torch.testing.assert_close(torch.jit.script(net)(x), y)
+        torch.testing.assert_close(net(torch.full((1, 3, 40, 30), 0.42)), torch.full((1, 1, 40, 30), 0.42), rtol=0, atol=1e-6)
+    assert y.shape == (1, 1, 181, 217) and y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5
+    assert all(g.shape == (1, 8 + 2, 181, 217) for g in details["gates"])  # in-plane gates, then one per neighbouring slice
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        net(x[:, 1:2])
+    trained = UnrolledPeronaMalik(steps=2, context_slices=1)
+    DenoisingLoss()(trained(x[..., 40:104, 40:104]), clean[:, 1:2, 40:104, 40:104]).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trained.parameters())
+    assert [p.shape for p in UnrolledPeronaMalik(context_slices=0).parameters()] == [p.shape for p in UnrolledPeronaMalik().parameters()]
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"conduction_padding": "reflect"}, {"conduction_kernel_sizes": (3, 2)}, {"conduction_kernel_sizes": (0, 1)}, {"coarse_scales": -1}],
+    [{"conduction_padding": "reflect"}, {"conduction_kernel_sizes": (3, 2)}, {"conduction_kernel_sizes": (0, 1)}, {"coarse_scales": -1},
+     {"context_slices": -1}],
 )
 def test_invalid_fast_options_raise(kwargs):
     with pytest.raises(ValueError):
