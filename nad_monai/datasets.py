@@ -6,6 +6,9 @@ inference); every image is normalised by ``nad_monai.intensity.unit_range`` and 
 
     {"image": tensor (1, H, W) float32 in [0, 1] (plain, no metadata), "id": "<file>#axis<a>:<k>", "subject": str}
 
+(``(1 + 2 c, H, W)`` with ``context`` c: the slice between its c neighbouring slices on each side, for a
+2.5D network; volumes only)
+
 that a MONAI ``CacheDataset`` turns into a dataset (``slice_dataset``). ``id`` is unique and stable,
 so the deterministic noise mode (``seed_key="id"``) gives the same noisy set on every run.
 Volumes are reoriented to RAS first, so ``axis`` 0, 1, 2 mean sagittal, coronal, axial.
@@ -92,26 +95,34 @@ def foreground_fraction(img: torch.Tensor, threshold: float = FOREGROUND_THRESHO
 
 
 def volume_slices(
-    volume: torch.Tensor, name: str, subject: str, axis: int | Sequence[int] = 2, min_foreground: float = 0.15
+    volume: torch.Tensor, name: str, subject: str, axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0
 ) -> list[dict]:
     """Cut a normalised volume ``(1, X, Y, Z)`` into 2D slice items along spatial ``axis``.
 
     ``axis`` is one RAS axis or several (``(0, 1, 2)``: sagittal, coronal and axial slices of the
     same volume, a multi-planar training set). Slices whose ``foreground_fraction`` is below
     ``min_foreground`` (mostly background) are skipped. A 2D input ``(1, H, W)`` is one slice.
+    With ``context`` c > 0 each item's image is ``(1 + 2 c, H, W)``: slices k - c, ..., k + c along
+    the axis, the first or last slice repeated past the volume's ends (a 2D input has no neighbours:
+    ValueError).
     """
+    if context < 0 or (context and volume.ndim == 3):
+        raise ValueError(f"context must be >= 0, and 0 for a 2D image; got {context} for shape {tuple(volume.shape)}")
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     ras = all(isinstance(a, numbers.Integral) and not isinstance(a, bool) and a in (0, 1, 2) for a in axes)
     if not axes or not ras or len(set(axes)) < len(axes):
         raise ValueError(f"axis must be 0, 1, 2 or distinct ones of them, got {axis!r}")
     if volume.ndim == 3:
-        cuts = [(axes[0], 0, volume)]
+        cuts = [(axes[0], 0, [volume])]
     else:
-        cuts = [(a, k, s) for a in axes for k, s in enumerate(torch.unbind(volume, dim=a + 1))]
+        cuts = []
+        for a in axes:
+            planes = torch.unbind(volume, dim=a + 1)
+            cuts += [(a, k, [planes[min(max(j, 0), len(planes) - 1)] for j in range(k - context, k + context + 1)]) for k in range(len(planes))]
     return [
-        {"image": _plain(s), "id": f"{name}#axis{a}:{k:04d}", "subject": subject}
-        for a, k, s in cuts
-        if foreground_fraction(s) >= min_foreground
+        {"image": _plain(torch.cat(stack)), "id": f"{name}#axis{a}:{k:04d}", "subject": subject}
+        for a, k, stack in cuts
+        if foreground_fraction(stack[context]) >= min_foreground
     ]
 
 
@@ -125,7 +136,7 @@ def _load_volume(path: Path, source: str) -> torch.Tensor:
 
 
 def nifti_slices(
-    datalist: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = 0.15
+    datalist: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0
 ) -> list[dict]:
     """Slices of every volume in one split of a MONAI decathlon-format datalist of NIfTI files.
 
@@ -136,6 +147,7 @@ def nifti_slices(
         split: which list to read.
         axis: RAS axis to slice along (0 sagittal, 1 coronal, 2 axial), or several of them.
         min_foreground: skip slices with a smaller fraction of foreground pixels.
+        context: neighbouring slices on each side to stack with each slice (``volume_slices``).
     """
     datalist = Path(datalist)
     if datalist.is_dir():
@@ -152,7 +164,10 @@ def nifti_slices(
         if not path.name.endswith(NIFTI_SUFFIXES):
             raise InputError(path, f"expected a NIfTI file ({', '.join(NIFTI_SUFFIXES)})")
         volume = _load_volume(path, "nifti")
-        items += volume_slices(volume, path.name, entry.get("subject", path.name), axis, min_foreground)
+        try:
+            items += volume_slices(volume, path.name, entry.get("subject", path.name), axis, min_foreground, context)
+        except ValueError as err:
+            raise InputError(path, str(err)) from None
     return items
 
 
@@ -194,7 +209,7 @@ def image_folder_slices(folder: str | os.PathLike, split: str | None = None) -> 
     return items
 
 
-def dicom_series_slices(folder: str | os.PathLike, axis: int | Sequence[int] = 2, min_foreground: float = 0.15) -> list[dict]:
+def dicom_series_slices(folder: str | os.PathLike, axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0) -> list[dict]:
     """Slices of one DICOM series, read by ``nad_monai.dicom.load_series`` (its rules for folders apply).
 
     ``folder`` is a series folder (one file per slice, or one multi-frame file) or one DICOM file.
@@ -213,24 +228,30 @@ def dicom_series_slices(folder: str | os.PathLike, axis: int | Sequence[int] = 2
         image = MetaTensor(torch.from_numpy(series.volume)[None], affine=torch.as_tensor(ras_from_lps @ series.affine))
         image = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(image).as_tensor()
     volume = _normalised(image, folder)
-    return volume_slices(volume, folder.name, folder.name, axis, min_foreground)
+    try:
+        return volume_slices(volume, folder.name, folder.name, axis, min_foreground, context)
+    except ValueError as err:
+        raise InputError(folder, str(err)) from None
 
 
 def slice_items(
-    source: str, path: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = 0.15
+    source: str, path: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0
 ) -> list[dict]:
     """Slice items from any source: ``"nifti"`` (datalist JSON or its folder), ``"folder"`` (PNG/JPEG) or ``"dicom"`` (series).
 
     ``split`` picks a datalist list, or an image folder's hash split (``FOLDER_SPLITS``); a DICOM
-    series is one person, so it is used whole (give validation its own series). ``axis`` and
-    ``min_foreground`` apply to volumes only.
+    series is one person, so it is used whole (give validation its own series). ``axis``,
+    ``min_foreground`` and ``context`` (neighbouring slices stacked on each side, ``volume_slices``)
+    apply to volumes only.
     """
     if source == "nifti":
-        return nifti_slices(path, split, axis, min_foreground)
+        return nifti_slices(path, split, axis, min_foreground, context)
     if source == "folder":
+        if context:
+            raise ValueError("an image folder holds single 2D images: they have no neighbouring slices for context")
         return image_folder_slices(path, split)
     if source == "dicom":
-        return dicom_series_slices(path, axis, min_foreground)
+        return dicom_series_slices(path, axis, min_foreground, context)
     raise ValueError(f"unknown data source {source!r}, expected one of {SOURCES}")
 
 
@@ -242,9 +263,10 @@ def slice_dataset(
     axis: int | Sequence[int] = 2,
     min_foreground: float = 0.15,
     num_workers: int | None = 1,
+    context: int = 0,
 ) -> CacheDataset:
     """A MONAI ``CacheDataset`` of ``slice_items``: deterministic transforms cached, random ones per epoch."""
-    items = slice_items(source, path, split, axis, min_foreground)
+    items = slice_items(source, path, split, axis, min_foreground, context)
     return CacheDataset(items, transform=transform, cache_rate=1.0, num_workers=num_workers, progress=False)
 
 

@@ -151,7 +151,8 @@ class BaselineComparison:
             for batch in self.validator.data_loader:
                 for i in range(len(batch["image"])):  # one slice at a time: sizes and noise models differ
                     x, y = batch["image"][i : i + 1], batch["label"][i : i + 1]
-                    noisy.append(x)
+                    middle = x.size(1) // 2  # a 2.5D network's input is a stack of slices: the baselines get its middle one
+                    noisy.append(x[:, middle : middle + 1])
                     clean.append(y)
                     rician = batch["noise_model"][i] == "rician"
                     sigmas.append(float(batch["noise_sigma"][i]) if rician else None)

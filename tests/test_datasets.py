@@ -83,6 +83,24 @@ def test_volume_slices_takes_numpy_integer_axes_as_before():
     assert [i["id"] for i in volume_slices(volume, "v", "s", axis=np.int64(1), min_foreground=0)] == [f"v#axis1:{k:04d}" for k in range(5)]
 
 
+def test_context_stacks_each_slice_between_its_neighbours_and_repeats_the_ends():
+    volume = torch.as_tensor(load_volume("dipy_s0.nii.gz"))[None]  # (1, 128, 128, 10), real b0 slices
+    flat = volume_slices(volume, "v", "s", axis=2, min_foreground=0.15)
+    stacked = volume_slices(volume, "v", "s", axis=2, min_foreground=0.15, context=2)
+    assert [i["id"] for i in stacked] == [i["id"] for i in flat]  # the same slices pass the foreground test: the middle one's
+    last = volume.shape[3] - 1
+    for item, plain in zip(stacked, flat):
+        k = int(item["id"].rsplit(":", 1)[1])
+        assert item["image"].shape == (5, 128, 128) and torch.equal(item["image"][2:3], plain["image"])
+        for c, j in enumerate(range(k - 2, k + 3)):
+            assert torch.equal(item["image"][c], volume[0, :, :, min(max(j, 0), last)].float())
+    assert any(int(i["id"].rsplit(":", 1)[1]) in (0, last) for i in stacked)  # an end slice was stacked
+    with pytest.raises(ValueError, match="0 for a 2D image"):
+        volume_slices(volume[..., 0], "v", "s", context=1)
+    with pytest.raises(ValueError, match="no neighbouring slices"):
+        slice_items("folder", DATA, context=1)
+
+
 @pytest.mark.parametrize("axis", [3, -1, (), (2, 2), (0, 1.0), True])
 def test_volume_slices_rejects_an_axis_that_is_not_a_ras_axis(axis):
     with pytest.raises(ValueError, match="axis must be 0, 1, 2"):
