@@ -42,6 +42,48 @@ def noisy_pairs(items: Sequence[dict], model: str, sigma: float | None = None) -
     return pairs
 
 
+def _volume_and_index(slice_id: str) -> tuple[str, int]:
+    """``"<file>#axis<a>:<k>"`` -> ``("<file>#axis<a>", k)``: which stack of slices, and where in it."""
+    volume, _, index = slice_id.rpartition(":")
+    return volume, int(index)
+
+
+def volumes(pairs: Sequence[tuple[torch.Tensor, torch.Tensor, str]]) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    """``noisy_pairs`` of every slice of some volumes (``min_foreground=0``) regrouped per volume and axis:
+    ``{"<file>#axis<a>": (noisy (Z, 1, H, W), clean (Z, 1, H, W), ids)}`` in slice order. Raises
+    ValueError if a volume misses a slice."""
+    groups: dict[str, list[tuple[int, tuple[torch.Tensor, torch.Tensor, str]]]] = {}
+    for pair in pairs:
+        volume, k = _volume_and_index(pair[2])
+        groups.setdefault(volume, []).append((k, pair))
+    stacks = {}
+    for volume, members in groups.items():
+        members.sort(key=lambda m: m[0])
+        if [k for k, _ in members] != list(range(len(members))):
+            raise ValueError(f"{volume}: slices missing; build the pairs from every slice (min_foreground=0)")
+        stacks[volume] = (torch.cat([m[1][0] for m in members]), torch.cat([m[1][1] for m in members]), [m[1][2] for m in members])
+    return stacks
+
+
+def with_neighbours(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor, str]], every: Sequence[tuple[torch.Tensor, torch.Tensor, str]], context: int
+) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
+    """``pairs`` for a 2.5D denoiser: each noisy ``(1, 1, H, W)`` slice becomes the stack ``(1, 1 + 2 context, H, W)``
+    of noisy slices k - context, ..., k + context of its volume (the end slices repeated past the volume's ends),
+    taken from ``every``, the ``noisy_pairs`` of every slice of the same volumes. Noise is seeded by slice id, so the
+    middle slice is the very noisy slice of ``pairs`` and every method sees the same noise."""
+    stacks = volumes(every)
+    out = []
+    for noisy, clean, slice_id in pairs:
+        volume, k = _volume_and_index(slice_id)
+        all_noisy = stacks[volume][0]
+        picks = [min(max(j, 0), len(all_noisy) - 1) for j in range(k - context, k + context + 1)]
+        if not torch.equal(all_noisy[k], noisy[0]):
+            raise ValueError(f"{slice_id}: the noisy slice differs from its volume's; build both with the same noise setting")
+        out.append((all_noisy[picks][:, 0][None], clean, slice_id))
+    return out
+
+
 def head_mask(clean: torch.Tensor) -> torch.Tensor:
     """Boolean head mask ``(N, 1, H, W)`` of clean images: above ``HEAD_THRESHOLD``, holes filled, dilated 2 pixels."""
     masks = []
