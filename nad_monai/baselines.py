@@ -3,9 +3,10 @@
 Every function maps noisy images to denoised images of the same shape, dtype and device. The
 diffusion baselines (heat equation, Perona-Malik) share ``nad_monai.diffusion`` with the network;
 Gaussian smoothing comes from SciPy, TV and NLM from scikit-image, BM3D from the ``bm3d`` package
-(``bench`` extra: non-commercial licence) and the Rician-aware non-local means from dipy (installed
-by ``data/rebuild.sh``). Parameters are tuned on a validation set by grid search (``tune``), never
-left at defaults; NLM, BM3D and dipy get each image's noise level from ``estimate_noise_sigma``
+and BM4D of whole volumes (``VOLUME_METHODS``) from the ``bm4d`` package (``bench`` extra, both under
+a non-commercial licence), and the Rician-aware non-local means from dipy (installed by
+``data/rebuild.sh``). Parameters are tuned on a validation set by grid search (``tune``), never
+left at defaults; NLM, BM3D, BM4D and dipy get their noise level from ``estimate_noise_sigma``
 (the network's own wavelet MAD estimate), scaled by a tuned factor.
 """
 
@@ -88,6 +89,21 @@ def bm3d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
     return _per_image(noisy, lambda img, sigma: bm3d.bm3d(img, sigma_psd=sigma_scale * sigma))
 
 
+def bm4d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
+    """BM4D (``bm4d`` package, both stages) of one volume given as its slices in order, ``(Z, 1, H, W)``: the
+    4D-group counterpart of BM3D, matching blocks across neighbouring slices too. Its noise level is
+    ``sigma_scale`` times the median of the slices' estimated sigmas.
+
+    Needs the ``bench`` extra (``pip install -e ".[bench]"``); its licence allows non-commercial use only.
+    """
+    import bm4d
+
+    sigma = float(estimate_noise_sigma(noisy.detach()).clamp_min(1e-4).median())
+    volume = noisy.detach().cpu().double().numpy()[:, 0].transpose(1, 2, 0)  # (H, W, Z)
+    out = np.asarray(bm4d.bm4d(volume, sigma_psd=sigma_scale * sigma)).transpose(2, 0, 1)[:, None]
+    return torch.as_tensor(out, dtype=noisy.dtype, device=noisy.device)
+
+
 def dipy_nlmeans(noisy: torch.Tensor, sigma_scale: float = 1.0, patch_radius: int = 1, block_radius: int = 5) -> torch.Tensor:
     """dipy's non-local means with Rician bias correction, ``sigma_scale`` times each image's estimated noise sigma."""
     from dipy.denoise.nlmeans import nlmeans
@@ -107,7 +123,10 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "bm3d": bm3d_denoise,
     "dipy_nlmeans": dipy_nlmeans,
 }
-"""Baselines by name."""
+"""Baselines of single images by name."""
+
+VOLUME_METHODS: dict[str, Callable[..., torch.Tensor]] = {"bm4d": bm4d_denoise}
+"""Baselines of whole volumes, given as their slices in order ``(Z, 1, H, W)``, by name."""
 
 GRIDS: dict[str, dict[str, list]] = {
     "gaussian": {"sigma": [0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0]},
@@ -117,8 +136,16 @@ GRIDS: dict[str, dict[str, list]] = {
     "nlm": {"h": [0.4, 0.6, 0.8, 1.0, 1.2, 1.6]},
     "bm3d": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
     "dipy_nlmeans": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
+    "bm4d": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
 }
 """Default tuning grids (images in [0, 1], noise levels 0.05-0.20)."""
+
+
+def baseline(method: str) -> Callable[..., torch.Tensor]:
+    """The baseline ``method`` of ``METHODS`` or ``VOLUME_METHODS``."""
+    if method not in METHODS and method not in VOLUME_METHODS:
+        raise ValueError(f"unknown baseline {method!r}, expected one of {sorted(METHODS)} or of {sorted(VOLUME_METHODS)} (whole volumes)")
+    return METHODS[method] if method in METHODS else VOLUME_METHODS[method]
 
 
 def grid(params: Mapping[str, Iterable]) -> list[dict]:
@@ -138,7 +165,7 @@ def tune(
     """Grid-search a baseline's parameters on validation images; higher ``score`` is better.
 
     Args:
-        method: a key of ``METHODS``.
+        method: a key of ``METHODS``, or of ``VOLUME_METHODS`` with each batch one volume's slices in order.
         noisy, clean: lists of ``(N, 1, H, W)`` batches (sizes may differ between batches).
         score: ``score(denoised, clean)`` for one batch, averaged over batches (e.g. mean PSNR).
         params: the grid (default ``GRIDS[method]``).
@@ -152,7 +179,7 @@ def tune(
     for kwargs in grid(params or GRIDS[method]):
         scores = []
         for x, y, s in zip(noisy, clean, correct):
-            out = METHODS[method](x, **kwargs)
+            out = baseline(method)(x, **kwargs)
             scores.append(score(out if s is None else rician_bias_correction(out, s), y))
         if np.mean(scores) > best[1]:
             best = (kwargs, float(np.mean(scores)))

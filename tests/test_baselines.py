@@ -9,7 +9,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from nad_monai.baselines import GRIDS, METHODS, heat_equation, rician_bias_correction, tune
+from conftest import load_volume
+from nad_monai.baselines import GRIDS, METHODS, baseline, heat_equation, rician_bias_correction, tune
 from nad_monai.diffusion import max_step
 from nad_monai.metrics import denoising_metrics
 
@@ -67,3 +68,16 @@ def test_tuning_picks_the_best_of_the_grid_and_bias_correction_helps_rician(coli
     assert best == {"sigma": max(each, key=each.get)} and score == pytest.approx(max(each.values()))
     _, uncorrected = tune("gaussian", [rician], [clean], psnr, grid)
     assert score > uncorrected + 1.0, "the Rician bias correction is worth more than 1 dB here"
+
+
+def test_bm4d_denoises_a_real_volume_better_than_bm3d_slice_by_slice():
+    if importlib.util.find_spec("bm4d") is None or importlib.util.find_spec("bm3d") is None:
+        pytest.skip("bm4d and bm3d are not installed (bench extra)")
+    clean = torch.as_tensor(load_volume("colin27_t1.nii.gz")[40:136, 60:156, 84:96]).permute(2, 0, 1)[:, None]  # (12, 1, 96, 96)
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(5))
+    out = baseline("bm4d")(noisy, **{k: v[1] for k, v in GRIDS["bm4d"].items()})
+    assert out.shape == noisy.shape and out.dtype == noisy.dtype
+    slice_by_slice = METHODS["bm3d"](noisy, sigma_scale=1.0)
+    assert psnr(out, clean) > psnr(slice_by_slice, clean) + 0.5 > psnr(noisy, clean) + 3.5  # blocks matched in the neighbouring slices too
+    with pytest.raises(ValueError, match="unknown baseline 'bm5d'"):
+        baseline("bm5d")
