@@ -23,6 +23,10 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   ``GPU_EPOCHS`` on a GPU).
   Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
+- 2.5D rows: the learned "context-slices" row takes each test slice with its neighbouring noisy
+  slices (``nad_monai.evaluation.with_neighbours``: the same noise every row sees, seeded by slice id),
+  and the classical ``VOLUMETRIC`` rows (BM4D) denoise the whole noisy test volume built from those
+  slices; both are "tried" rows, to be read against each other rather than against the 2D rows.
 - Mean rows (``ENSEMBLES``): the mean of the outputs of a few trained learned rows (the three seed
   runs of ours), scored when all of them are in the run.
 - The shipped bundle weights are scored too, as a row of their own (trained longer, see
@@ -53,9 +57,9 @@ import torch
 from monai.bundle import ConfigParser
 
 from benchmark_report import example_path, own_member, render_readme, sync_readme, write_outputs, write_text_atomic
-from nad_monai.baselines import GRIDS, METHODS, rician_bias_correction, tune
-from nad_monai.datasets import slice_items
-from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images
+from nad_monai.baselines import GRIDS, baseline, rician_bias_correction, tune
+from nad_monai.datasets import FOREGROUND_THRESHOLD, foreground_fraction, slice_items
+from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images, volumes, with_neighbours
 from nad_monai.metrics import denoising_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +80,11 @@ CLASSICAL: dict[str, tuple[str, dict, dict]] = {
 }
 """Classical rows: name -> (``nad_monai.baselines.METHODS`` key, fixed parameters, tuning grid)."""
 SELF_CORRECTING = {"dipy_nlmeans"}
+VOLUMETRIC: dict[str, tuple[str, dict]] = {"BM4D (bm4d package, whole volume)": ("bm4d", GRIDS["bm4d"])}
+"""Classical rows that denoise whole volumes (``nad_monai.baselines.VOLUME_METHODS`` key, tuning grid): rows of
+the "tried" table, the counterpart of the 2.5D learned row, for they see the neighbouring slices too. Each
+volume is built from the noisy slices every other row sees (noise seeded by slice id), tuned on the head slices
+of the validation volumes, and timed by its run on the test volume, per slice and scaled to 256 x 256 pixels."""
 
 OURS = {"_target_": "nad_monai.UnrolledPeronaMalik"}
 """Our network for the benchmark: the class defaults (8 steps, 8 neighbours, per-step conduction nets,
@@ -86,12 +95,17 @@ def _ablation(**changes) -> dict:
     return {**OURS, **changes}
 
 
+def _beside_copy(transforms: list[dict], transform: dict, after: bool = False) -> list[dict]:
+    """``transforms`` (a list of train.json) with ``transform`` inserted just before (or ``after``) the
+    one that copies the clean image to the label."""
+    copy = next(i for i, t in enumerate(transforms) if t["_target_"] == "CopyItemsd") + int(after)
+    return transforms[:copy] + [transform] + transforms[copy:]
+
+
 def _before_noise(transform: dict) -> list[dict]:
     """train.json's random training transforms with ``transform`` inserted before the clean label is
     copied, so that it changes the clean image and the noise is added afterwards."""
-    transforms = list(TRAIN_DEFAULTS["train"]["random_transforms"])
-    copy = next(i for i, t in enumerate(transforms) if t["_target_"] == "CopyItemsd")
-    return transforms[:copy] + [transform] + transforms[copy:]
+    return _beside_copy(TRAIN_DEFAULTS["train"]["random_transforms"], transform)
 
 
 def _training_volumes(datalist: str, epochs: int) -> dict:
@@ -146,6 +160,20 @@ MULTIPLANAR = {"train#dataset#axis": [0, 1, 2], "epochs": 7}
 axial, as the test): 1,241 slices x 2 crops x 7 epochs = 17,374 training crops in 1,092 iterations,
 the nearest the default's budget comes without exceeding it. Four times as many distinct slices,
 cut across the volumes' other planes, for a network that only ever sees 2D slices."""
+
+def _with_context(context: int) -> dict:
+    """Overrides of train.json for 2.5D training: every training and validation item is a stack of
+    ``context`` neighbouring slices on each side of the slice (``nad_monai.datasets.volume_slices``),
+    cropped, flipped and corrupted together (independent noise in every slice, one model and level),
+    with the clean middle slice as the label. The same slices, crops and budget as the default."""
+    middle = {"_target_": "Lambdad", "keys": "label", "func": f"$lambda x: x[{context}:{context + 1}]"}
+    return {
+        "train#dataset#context": context,
+        "validate#dataset#context": context,
+        "train#random_transforms": _beside_copy(TRAIN_DEFAULTS["train"]["random_transforms"], middle, after=True),
+        "validate#preprocessing#transforms": _beside_copy(TRAIN_DEFAULTS["validate"]["preprocessing"]["transforms"], middle, after=True),
+    }
+
 
 COMBINED = {
     "name": "ours + multiscale gates + DCT pilot blend + learned Rician bias correction, trained on Rician noise only",
@@ -310,6 +338,18 @@ LEARNED: dict[str, dict] = {
         "name": f"{COMBINED['name']}, on sagittal, coronal and axial slices",
         "training": {**MULTIPLANAR, **COMBINED["training"]},
     },
+    "context-slices": {
+        "name": "ours, 2.5D: the slice and its two neighbouring slices in, through-plane flux (MSE + 0.1 gradient)",
+        "groups": ("tried",),
+        "network_def": _ablation(context_slices=1),
+        "training": {**_with_context(1), **MSE_LOSS},
+    },
+    "context-slices-2": {
+        "name": "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient)",
+        "groups": ("tried",),
+        "network_def": _ablation(context_slices=2),
+        "training": {**_with_context(2), **MSE_LOSS},
+    },
     "twice-the-budget": {
         "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
         "groups": ("tried",),
@@ -454,10 +494,10 @@ def train_learned(key: str, out: Path, overrides: dict) -> dict:
 
 
 def classical_denoiser(method: str, params: dict, correct: float | None):
-    """``METHODS[method]`` with ``params``, its output Rician-bias-corrected for noise level ``correct`` unless None."""
+    """Baseline ``method`` with ``params``, its output Rician-bias-corrected for noise level ``correct`` unless None."""
 
     def denoise(x: torch.Tensor) -> torch.Tensor:
-        out = METHODS[method](x, **params)
+        out = baseline(method)(x, **params)
         return out if correct is None else rician_bias_correction(out, correct)
 
     return denoise
@@ -472,9 +512,10 @@ def load_network(config_files: list[Path], weights: Path) -> tuple[torch.nn.Modu
     return net, parser.get("network_def")
 
 
-def seconds_per_slice(denoise, repeats: int) -> float:
-    """Median seconds to denoise one 256x256 image (noisy mid-grey), after one warm-up call."""
-    x = (torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(0)) * 0.1 + 0.3).clamp(0, 1)
+def seconds_per_slice(denoise, repeats: int, channels: int = 1) -> float:
+    """Median seconds to denoise one 256x256 image (noisy mid-grey; ``channels`` slices of it for a 2.5D
+    denoiser), after one warm-up call."""
+    x = (torch.rand(1, channels, 256, 256, generator=torch.Generator().manual_seed(0)) * 0.1 + 0.3).clamp(0, 1)
     with torch.inference_mode():
         denoise(x)
         times = []
@@ -519,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", nargs="*", help=f"learned rows to train and score (default: all; --quick: {' '.join(MAIN_ROWS)}); from {list(LEARNED)}")
     parser.add_argument("--learned", action="append", default=[], help="extra row NAME=CONFIG:WEIGHTS of a bundle network (repeatable)")
     parser.add_argument("--no-shipped", action="store_true", help="do not score the shipped bundle weights")
-    parser.add_argument("--methods", nargs="*", help="classical rows (default: all; --quick: Gaussian smoothing and TV)")
+    parser.add_argument("--methods", nargs="*", help=f"classical rows (default: all; --quick: Gaussian smoothing and TV); from {list(CLASSICAL) + list(VOLUMETRIC)}")
     parser.add_argument("--settings", nargs="+", help="noise settings as MODEL:S (e.g. rician:0.10) or mixed (default: all)")
     parser.add_argument("--ablation-settings", nargs="+", help="the only settings on which the ablation rows and the longer-trained rows are scored (default: every setting)")
     parser.add_argument("--epochs", type=int, help="training epochs of every learned row (default: train.json's)")
@@ -535,11 +576,11 @@ def main(argv: list[str] | None = None) -> None:
     bad = [c for c in (args.settings or []) + (args.ablation_settings or []) if c != "mixed" and not re.fullmatch(rf"({'|'.join(MODELS)}):(0?\.\d+)", c)]
     if bad:
         parser.error(f"settings must be MODEL:S with MODEL in {MODELS}, or mixed; got {bad}")
-    names = args.methods if args.methods is not None else (["Gaussian smoothing", "TV (scikit-image Chambolle)"] if args.quick else list(CLASSICAL))
+    names = args.methods if args.methods is not None else (["Gaussian smoothing", "TV (scikit-image Chambolle)"] if args.quick else [*CLASSICAL, *VOLUMETRIC])
     keys = args.rows if args.rows is not None else list(MAIN_ROWS if args.quick else LEARNED)
-    unknown = sorted(set(names) - set(CLASSICAL)) + sorted(set(keys) - set(LEARNED))
+    unknown = sorted(set(names) - set(CLASSICAL) - set(VOLUMETRIC)) + sorted(set(keys) - set(LEARNED))
     if unknown:
-        parser.error(f"unknown rows {unknown}; classical: {sorted(CLASSICAL)}; learned: {sorted(LEARNED)}")
+        parser.error(f"unknown rows {unknown}; classical: {sorted(CLASSICAL) + sorted(VOLUMETRIC)}; learned: {sorted(LEARNED)}")
     if args.readme:  # checked now, not after hours of work
         if not args.readme.is_file():
             parser.error(f"--readme {args.readme}: no such file")
@@ -574,8 +615,12 @@ def main(argv: list[str] | None = None) -> None:
         nets[name], network_def = load_network([Path(config)], Path(weights))
         info[name] = {"groups": groups, "weights_digest": file_digest(Path(weights)), "network_def": network_def}
 
+    info.update({name: {"groups": ("tried",)} for name in names if name in VOLUMETRIC})
     val = slice_items("nifti", args.datalist, "validation")[:: args.val_every]
     test = slice_items("nifti", args.datalist, "test")[:: args.test_every]
+    # every slice of the volumes, for the volumetric rows and the neighbours of 2.5D networks
+    needs_volumes = any(n in VOLUMETRIC for n in names) or any(getattr(net, "context_slices", 0) for net in nets.values())
+    every = {split: slice_items("nifti", args.datalist, split, min_foreground=0) for split in ("validation", "test")} if needs_volumes else None
     if args.quick:
         val, test = val[:3], test[:: max(1, len(test) // 4)][:4]
     example = test[len(test) // 2]["id"]
@@ -585,7 +630,7 @@ def main(argv: list[str] | None = None) -> None:
     for model, sigma in settings(args.settings, args.quick):
         skip = ablation_only if ablation_settings is not None and (model, sigma) not in ablation_settings else set()
         here = {n: net for n, net in nets.items() if n not in skip}
-        setting_rows, tuning[label(model, sigma)] = score_setting(args.out, model, sigma, names, here, info, val, test, example, args.quick)
+        setting_rows, tuning[label(model, sigma)] = score_setting(args.out, model, sigma, names, here, info, val, test, example, args.quick, every)
         rows += setting_rows
     epochs = {n: i["epochs"] for n, i in info.items() if "epochs" in i}
     write_outputs(args.out, rows, tuning, {"validation": len(val), "test": len(test), "example": example, "epochs": epochs})
@@ -594,40 +639,56 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def score_setting(
-    out: Path, model: str, sigma: float | None, names: list[str], nets: dict, info: dict, val: list[dict], test: list[dict], example: str, quick: bool
+    out: Path,
+    model: str,
+    sigma: float | None,
+    names: list[str],
+    nets: dict,
+    info: dict,
+    val: list[dict],
+    test: list[dict],
+    example: str,
+    quick: bool,
+    every: dict[str, list[dict]] | None = None,
 ) -> tuple[list[dict], dict]:
-    """Tune the classical rows ``names`` on ``val`` and score them and ``nets`` on ``test`` for one noise setting.
+    """Tune the classical rows ``names`` (of ``CLASSICAL`` and ``VOLUMETRIC``) on ``val`` and score them and ``nets``
+    on ``test`` for one noise setting.
 
+    ``every`` holds the items of every slice of the validation and test volumes (``"validation"``, ``"test"``):
+    the volumes of the ``VOLUMETRIC`` rows and the neighbouring slices of 2.5D networks (``context_slices``).
     Scores come from the cache when what produced them is unchanged; the denoised ``example`` slice
     of every row is saved for the crop figures. Returns the table rows and the tuning record.
     """
     setting = label(model, sigma)
     print(f"{setting}: {len(names)} classical rows tuned on {len(val)} validation slices, {len(nets)} learned rows; {len(test)} test slices", flush=True)
     val_pairs, test_pairs = noisy_pairs(val, model, sigma), noisy_pairs(test, model, sigma)
+    every_pairs = {split: noisy_pairs(items, model, sigma) for split, items in (every or {}).items()}
     test_ids = [item["id"] for item in test]
     cache, psnr = ScoreCache(out), denoising_metrics()["psnr"]
     results, tuning = {}, {}
 
-    noisy_example, clean_example, _ = next(p for p in test_pairs if p[2] == example)
+    clean_example = next(p[1] for p in test_pairs if p[2] == example)
     np.save(example_path(out, setting, "clean"), clean_example[0, 0].numpy())
 
-    def scored(name: str, key: dict, denoise, extra: dict | None = None, timed: bool = True) -> None:
-        """Score ``denoise`` on the test pairs unless cached, and time it (never cached: a rerun on a quiet
-        machine gives comparable times); keep its denoised example slice for the crop figures."""
+    def scored(name: str, key: dict, denoise, extra: dict | None = None, timed: bool = True, pairs: list | None = None, channels: int = 1) -> None:
+        """Score ``denoise`` on the test ``pairs`` (default: the noisy test slices) unless cached, and time it
+        (never cached: a rerun on a quiet machine gives comparable times); keep its denoised example slice
+        for the crop figures."""
+        pairs = test_pairs if pairs is None else pairs
         record = cache.get(setting, name, key)
         path = example_path(out, setting, name)
         if record is None or not path.is_file():
             with torch.inference_mode():
-                np.save(path, denoise(noisy_example).clamp(0, 1)[0, 0].numpy())
+                np.save(path, denoise(next(p[0] for p in pairs if p[2] == example)).clamp(0, 1)[0, 0].numpy())
         if record is None:
             start = time.perf_counter()
-            values = score_images(test_pairs, denoise)
+            values = score_images(pairs, denoise)
             record = {"metrics": {m: v.tolist() for m, v in values.items()}, "scoring_seconds": time.perf_counter() - start, **(extra or {})}
             record = cache.put(setting, name, key, record)
-        results[name] = {**record, "seconds_per_256x256": seconds_per_slice(denoise, 1 if quick else 3) if timed else None}
+        results[name] = {**record, "seconds_per_256x256": seconds_per_slice(denoise, 1 if quick else 3, channels) if timed else None}
 
     scored("noisy input", {"ids": test_ids}, lambda x: x, timed=False)
-    for name in names:
+    for name in (n for n in names if n in CLASSICAL):
         method, fixed, grid_ = CLASSICAL[name]
         correct = sigma if model == "rician" and method not in SELF_CORRECTING else None
         params = {**{k: [v] for k, v in fixed.items()}, **grid_}
@@ -645,8 +706,33 @@ def score_setting(
             record = {"best": best, "validation_psnr": best_score}
         scored(name, key, classical_denoiser(method, record["best"], correct), {"best": record["best"], "validation_psnr": record["validation_psnr"]})
         tuning[name] = {"best": record["best"], "validation_psnr": record["validation_psnr"], "grid": {k: list(v) for k, v in grid_.items()}}
+    for name in (n for n in names if n in VOLUMETRIC):
+        method, grid_ = VOLUMETRIC[name]
+        correct = sigma if model == "rician" else None
+        key = {"ids": test_ids, "volumes": sorted(volumes(every_pairs["test"])), "grid": grid_, "correct": correct}
+        record, pairs = cache.get(setting, name, key), test_pairs
+        if record is None or not example_path(out, setting, name).is_file():
+            if record is None:
+                val_volumes = list(volumes(every_pairs["validation"]).values())
+                best, best_score = tune(method, [v[0] for v in val_volumes], [v[1] for v in val_volumes], head_slices_psnr, grid_, [correct] * len(val_volumes))
+            else:
+                best, best_score = record["best"], record["validation_psnr"]
+            denoised, start, pixels = {}, time.perf_counter(), 0
+            for noisy, _, ids in volumes(every_pairs["test"]).values():
+                y = classical_denoiser(method, best, correct)(noisy)
+                denoised.update({slice_id: y[k : k + 1] for k, slice_id in enumerate(ids)})
+                pixels += noisy.numel()
+            seconds = (time.perf_counter() - start) * 256 * 256 / pixels
+            pairs = [(denoised[slice_id], clean, slice_id) for _, clean, slice_id in test_pairs]
+            record = {"best": best, "validation_psnr": best_score, "volume_seconds_per_256x256": seconds}
+        scored(name, key, lambda x: x, {k: record[k] for k in ("best", "validation_psnr", "volume_seconds_per_256x256")}, timed=False, pairs=pairs)
+        results[name]["seconds_per_256x256"] = results[name]["volume_seconds_per_256x256"]
+        tuning[name] = {"best": results[name]["best"], "validation_psnr": results[name]["validation_psnr"], "grid": {k: list(v) for k, v in grid_.items()}}
     for name, net in nets.items():
-        scored(name, {"ids": test_ids, "weights": info[name]["weights_digest"], "network_def": info[name]["network_def"]}, net)
+        key = {"ids": test_ids, "weights": info[name]["weights_digest"], "network_def": info[name]["network_def"]}
+        context = getattr(net, "context_slices", 0)
+        pairs = with_neighbours(test_pairs, every_pairs["test"], context) if context else None
+        scored(name, key, net, pairs=pairs, channels=1 + 2 * context)
 
     rows = []
     for name, record in results.items():
@@ -663,6 +749,13 @@ def score_setting(
         rows.append(row)
     print(f"  {setting}: " + ", ".join(f"{r['method']} {r['psnr_mean']:.2f}" for r in rows), flush=True)
     return rows, tuning
+
+
+def head_slices_psnr(denoised: torch.Tensor, clean: torch.Tensor) -> float:
+    """Mean PSNR of the slices of a volume ``(Z, 1, H, W)`` that are mostly head (the slices the
+    2D rows are tuned on: ``foreground_fraction`` >= 0.15 of the clean slice)."""
+    head = [k for k in range(len(clean)) if foreground_fraction(clean[k], FOREGROUND_THRESHOLD) >= 0.15]
+    return float(denoising_metrics()["psnr"](denoised[head].clamp(0, 1), clean[head]).mean())
 
 
 def quick_datalist(out: Path, datalist: str) -> Path:
