@@ -99,8 +99,8 @@ def summary_table(rows: list[dict], metric: str = "psnr") -> list[str]:
 
 def _goal_rows(rows: list[dict]) -> tuple[dict[str, dict], str | None, dict[str, dict]]:
     """The rows of the goal setting by method name: the main table's; the budget suffix of ours' row in the "longer"
-    group (``", 70 epochs on a GPU"``), or None; and the main rows with every learned row that has such a longer row
-    (``<main row name><suffix>``) replaced by it ({} without a suffix)."""
+    group (``", 70 epochs on a GPU"``), or None; and the main rows with every row ``<name><suffix>`` of the "longer"
+    group put under ``<name>``, replacing the main row of that name if there is one ({} without a suffix)."""
     at = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and in_group(r, "main")}
     longer = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and in_group(r, "longer")}
     suffix = next((m[len(OURS) :] for m in longer if m.startswith(OURS + ", ")), None)

@@ -23,10 +23,11 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   ``GPU_EPOCHS`` on a GPU).
   Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
-- 2.5D rows: the learned "context-slices" row takes each test slice with its neighbouring noisy
-  slices (``nad_monai.evaluation.with_neighbours``: the same noise every row sees, seeded by slice id),
-  and the classical ``VOLUMETRIC`` rows (BM4D) denoise the whole noisy test volume built from those
-  slices; both are "tried" rows, to be read against each other rather than against the 2D rows.
+- 2.5D rows: the learned "context-slices" rows take each test slice with one or two neighbouring
+  noisy slices on each side (``nad_monai.evaluation.with_neighbours``: the same noise every row sees,
+  seeded by slice id), and the classical ``VOLUMETRIC`` rows (BM4D) denoise the whole noisy test
+  volume built from those slices; all are "tried" rows, to be read against each other rather than
+  against the 2D rows (and not on mixed noise, where each slice has its own model and level).
 - Mean rows (``ENSEMBLES``): the mean of the outputs of a few trained learned rows (the three seed
   runs of ours), scored when all of them are in the run.
 - The shipped bundle weights are scored too, as a row of their own (trained longer, see
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -58,7 +60,7 @@ from monai.bundle import ConfigParser
 
 from benchmark_report import example_path, own_member, render_readme, sync_readme, write_outputs, write_text_atomic
 from nad_monai.baselines import GRIDS, baseline, rician_bias_correction, tune
-from nad_monai.datasets import FOREGROUND_THRESHOLD, foreground_fraction, slice_items
+from nad_monai.datasets import foreground_fraction, slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images, volumes, with_neighbours
 from nad_monai.metrics import denoising_metrics
 
@@ -84,7 +86,10 @@ VOLUMETRIC: dict[str, tuple[str, dict]] = {"BM4D (bm4d package, whole volume)": 
 """Classical rows that denoise whole volumes (``nad_monai.baselines.VOLUME_METHODS`` key, tuning grid): rows of
 the "tried" table, the counterpart of the 2.5D learned row, for they see the neighbouring slices too. Each
 volume is built from the noisy slices every other row sees (noise seeded by slice id), tuned on the head slices
-of the validation volumes, and timed by its run on the test volume, per slice and scaled to 256 x 256 pixels."""
+of the validation volumes, and timed by its run on the test volume, per slice and scaled to 256 x 256 pixels;
+unlike the other rows' timing, that one is kept with the scores and not measured again on a rerun (it takes minutes)."""
+BENCH_PACKAGES = {"bm3d": "bm3d", "bm4d": "bm4d", "dipy_nlmeans": "dipy"}
+"""Baselines that need a package of the ``bench`` extra: checked before any work starts."""
 
 OURS = {"_target_": "nad_monai.UnrolledPeronaMalik"}
 """Our network for the benchmark: the class defaults (8 steps, 8 neighbours, per-step conduction nets,
@@ -581,6 +586,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(names) - set(CLASSICAL) - set(VOLUMETRIC)) + sorted(set(keys) - set(LEARNED))
     if unknown:
         parser.error(f"unknown rows {unknown}; classical: {sorted(CLASSICAL) + sorted(VOLUMETRIC)}; learned: {sorted(LEARNED)}")
+    needs = {name: BENCH_PACKAGES.get((CLASSICAL.get(name) or VOLUMETRIC[name])[0]) for name in names}
+    missing = {name: package for name, package in needs.items() if package and importlib.util.find_spec(package) is None}
+    if missing:  # checked now, not after hours of training
+        parser.error(f"rows {sorted(missing)} need {sorted(set(missing.values()))}: pip install -e \".[bench]\", or leave them out with --methods")
     if args.readme:  # checked now, not after hours of work
         if not args.readme.is_file():
             parser.error(f"--readme {args.readme}: no such file")
@@ -709,7 +718,7 @@ def score_setting(
     for name in (n for n in names if n in VOLUMETRIC):
         method, grid_ = VOLUMETRIC[name]
         correct = sigma if model == "rician" else None
-        key = {"ids": test_ids, "volumes": sorted(volumes(every_pairs["test"])), "grid": grid_, "correct": correct}
+        key = {"ids": test_ids, "volumes": sorted(volumes(every_pairs["test"])), "val_volumes": sorted(volumes(every_pairs["validation"])), "grid": grid_, "correct": correct}
         record, pairs = cache.get(setting, name, key), test_pairs
         if record is None or not example_path(out, setting, name).is_file():
             if record is None:
@@ -752,9 +761,10 @@ def score_setting(
 
 
 def head_slices_psnr(denoised: torch.Tensor, clean: torch.Tensor) -> float:
-    """Mean PSNR of the slices of a volume ``(Z, 1, H, W)`` that are mostly head (the slices the
-    2D rows are tuned on: ``foreground_fraction`` >= 0.15 of the clean slice)."""
-    head = [k for k in range(len(clean)) if foreground_fraction(clean[k], FOREGROUND_THRESHOLD) >= 0.15]
+    """Mean PSNR of the slices of a volume ``(Z, 1, H, W)`` that are mostly head (``foreground_fraction``
+    of the clean slice >= 0.15, ``slice_items``' default: the slices the 2D rows are tuned on every
+    ``--val-every``-th of)."""
+    head = [k for k in range(len(clean)) if foreground_fraction(clean[k]) >= 0.15]
     return float(denoising_metrics()["psnr"](denoised[head].clamp(0, 1), clean[head]).mean())
 
 

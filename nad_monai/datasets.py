@@ -244,6 +244,8 @@ def slice_items(
     ``min_foreground`` and ``context`` (neighbouring slices stacked on each side, ``volume_slices``)
     apply to volumes only.
     """
+    if context < 0:
+        raise ValueError(f"context must be >= 0 neighbouring slices on each side, got {context}")
     if source == "nifti":
         return nifti_slices(path, split, axis, min_foreground, context)
     if source == "folder":

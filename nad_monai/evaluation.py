@@ -51,7 +51,8 @@ def _volume_and_index(slice_id: str) -> tuple[str, int]:
 def volumes(pairs: Sequence[tuple[torch.Tensor, torch.Tensor, str]]) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[str]]]:
     """``noisy_pairs`` of every slice of some volumes (``min_foreground=0``) regrouped per volume and axis:
     ``{"<file>#axis<a>": (noisy (Z, 1, H, W), clean (Z, 1, H, W), ids)}`` in slice order. Raises
-    ValueError if a volume misses a slice."""
+    ValueError if a slice is missing between a volume's slice 0 and its last one (missing end slices
+    cannot be told from a shorter volume)."""
     groups: dict[str, list[tuple[int, tuple[torch.Tensor, torch.Tensor, str]]]] = {}
     for pair in pairs:
         volume, k = _volume_and_index(pair[2])
@@ -69,9 +70,11 @@ def with_neighbours(
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor, str]], every: Sequence[tuple[torch.Tensor, torch.Tensor, str]], context: int
 ) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
     """``pairs`` for a 2.5D denoiser: each noisy ``(1, 1, H, W)`` slice becomes the stack ``(1, 1 + 2 context, H, W)``
-    of noisy slices k - context, ..., k + context of its volume (the end slices repeated past the volume's ends),
-    taken from ``every``, the ``noisy_pairs`` of every slice of the same volumes. Noise is seeded by slice id, so the
-    middle slice is the very noisy slice of ``pairs`` and every method sees the same noise."""
+    of noisy slices k - context, ..., k + context of its volume, taken from ``every``, the ``noisy_pairs`` of every
+    slice of the same volumes. Noise is seeded by slice id, so the middle slice is the very noisy slice of ``pairs``
+    and every method sees the same noise. Past a volume's ends the end slice is repeated, here the same noisy slice
+    (no new information; in training, ``nad_monai.datasets`` stacks it before the noise, so each copy gets its own).
+    Under ``"mixed"`` noise each neighbour has its own model and level, which no real scan has."""
     stacks = volumes(every)
     out = []
     for noisy, clean, slice_id in pairs:

@@ -46,9 +46,12 @@ def bundle_network(config_file: str | os.PathLike | None = None) -> torch.nn.Mod
     try:
         parser = ConfigParser()
         parser.read_config(config_file)
-        return parser.get_parsed_content("network_def")
+        network = parser.get_parsed_content("network_def")
     except Exception as err:
         raise InputError(config_file, f"cannot build network_def ({type(err).__name__}: {err})") from None
+    if getattr(network, "context_slices", 0):
+        raise InputError(config_file, "its network is 2.5D (context_slices > 0); inference denoises slice by slice and needs a 2D network")
+    return network
 
 
 def load_weights(network: torch.nn.Module, path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:

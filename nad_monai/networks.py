@@ -199,7 +199,7 @@ class UnrolledPeronaMalik(nn.Module):
     ``forward`` maps ``(N, 1, H, W)`` (``(N, 1 + 2 c, H, W)`` with ``context_slices``) of any H, W,
     intensities in [0, 1], to ``(N, 1, H, W)``;
     ``inspect`` also returns the gates and intermediate states. Without refinement the output
-    stays within each image's [min, max]. The module can be scripted with TorchScript.
+    stays within each image's [min, max] (with ``context_slices``, its stack's). The module can be scripted with TorchScript.
 
     Example::
 

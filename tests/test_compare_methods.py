@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -195,3 +196,32 @@ def test_the_multiplanar_rows_train_on_all_three_planes_validate_axially_and_kee
         assert {s["id"].split("#")[1].split(":")[0] for s in items} == {"axis0", "axis1", "axis2"}
         assert 0.9 < len(items) * parser["crops_per_slice"] * parser["epochs"] / budget <= 1.0, key  # the budget, never more
     assert resolved("combined-multiplanar")["noise"] == ["rician"]
+
+
+def test_2_5d_networks_get_their_neighbours_and_volume_rows_whole_volumes(tmp_path):
+    """score_setting on real b0 volumes: a 2.5D network sees stacks of 3 slices, BM4D (when installed) the whole volume."""
+    import torch
+
+    from conftest import load_volume
+    from nad_monai import UnrolledPeronaMalik
+    from nad_monai.datasets import foreground_fraction, volume_slices
+
+    def slices(name: str) -> list[dict]:
+        return volume_slices(torch.as_tensor(load_volume(name))[None], name, name, min_foreground=0)
+
+    every = {"validation": slices("dipy_aniso_vox.nii.gz"), "test": slices("dipy_s0.nii.gz")}
+    val, test = ([i for i in every[split] if foreground_fraction(i["image"]) >= 0.15][::2] for split in ("validation", "test"))
+    net = UnrolledPeronaMalik(steps=2, context_slices=1).eval()
+    seen = []
+    net.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+    names = list(compare_methods.VOLUMETRIC) if importlib.util.find_spec("bm4d") else []
+    info = {"2.5D": {"groups": ("tried",), "weights_digest": "untrained", "network_def": {"context_slices": 1}}}
+    example = test[len(test) // 2]["id"]
+    rows, tuning = compare_methods.score_setting(tmp_path, "rician", 0.1, names, {"2.5D": net}, info, val, test, example, True, every)
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {"noisy input", "2.5D", *names} and set(seen) == {3}  # scoring, example and timing all got stacks
+    assert by_method["2.5D"]["parameters"] == sum(p.numel() for p in net.parameters()) and by_method["2.5D"]["seconds_per_256x256"] > 0
+    assert math.isfinite(by_method["2.5D"]["psnr_mean"]) and (tmp_path / "examples" / "rician-0.10" / "2.5d.npy").is_file()
+    for name in names:  # tuned on the validation volume, scored on the slices every other row is scored on
+        assert by_method[name]["psnr_mean"] > by_method["noisy input"]["psnr_mean"] + 3
+        assert tuning[name]["best"]["sigma_scale"] in tuning[name]["grid"]["sigma_scale"] and by_method[name]["seconds_per_256x256"] > 0

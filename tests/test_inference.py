@@ -310,3 +310,12 @@ def test_dicom_folder_with_two_series_takes_the_larger_and_says_so(tmp_path, tin
     assert len(written) == 1, "the one multi-frame file of the chosen series"
     assert main([str(folder), "-o", str(tmp_path / "out3"), "--quiet", "--series", "1.2.3"]) == 1
     assert "1.2.3" in capsys.readouterr().err
+
+
+def test_a_2_5d_network_config_is_refused_in_one_line_naming_the_file(tmp_path):
+    config = tmp_path / "inference_2_5d.json"
+    config.write_text('{"network_def": {"_target_": "nad_monai.UnrolledPeronaMalik", "steps": 2, "context_slices": 1}}')
+    with pytest.raises(InputError, match=r"inference_2_5d\.json: its network is 2\.5D") as raised:
+        bundle_network(config)
+    assert "\n" not in str(raised.value)
+    assert isinstance(bundle_network(), UnrolledPeronaMalik)  # the bundle's own network is 2D
