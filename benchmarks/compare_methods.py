@@ -671,7 +671,7 @@ def score_setting(
     setting = label(model, sigma)
     print(f"{setting}: {len(names)} classical rows tuned on {len(val)} validation slices, {len(nets)} learned rows; {len(test)} test slices", flush=True)
     val_pairs, test_pairs = noisy_pairs(val, model, sigma), noisy_pairs(test, model, sigma)
-    every_pairs = {split: noisy_pairs(items, model, sigma) for split, items in (every or {}).items()}
+    every_volumes = {split: volumes(noisy_pairs(items, model, sigma)) for split, items in (every or {}).items()}
     test_ids = [item["id"] for item in test]
     cache, psnr = ScoreCache(out), denoising_metrics()["psnr"]
     results, tuning = {}, {}
@@ -718,16 +718,16 @@ def score_setting(
     for name in (n for n in names if n in VOLUMETRIC):
         method, grid_ = VOLUMETRIC[name]
         correct = sigma if model == "rician" else None
-        key = {"ids": test_ids, "volumes": sorted(volumes(every_pairs["test"])), "val_volumes": sorted(volumes(every_pairs["validation"])), "grid": grid_, "correct": correct}
+        key = {"ids": test_ids, "volumes": sorted(every_volumes["test"]), "val_volumes": sorted(every_volumes["validation"]), "grid": grid_, "correct": correct}
         record, pairs = cache.get(setting, name, key), test_pairs
         if record is None or not example_path(out, setting, name).is_file():
             if record is None:
-                val_volumes = list(volumes(every_pairs["validation"]).values())
+                val_volumes = list(every_volumes["validation"].values())
                 best, best_score = tune(method, [v[0] for v in val_volumes], [v[1] for v in val_volumes], head_slices_psnr, grid_, [correct] * len(val_volumes))
             else:
                 best, best_score = record["best"], record["validation_psnr"]
             denoised, start, pixels = {}, time.perf_counter(), 0
-            for noisy, _, ids in volumes(every_pairs["test"]).values():
+            for noisy, _, ids in every_volumes["test"].values():
                 y = classical_denoiser(method, best, correct)(noisy)
                 denoised.update({slice_id: y[k : k + 1] for k, slice_id in enumerate(ids)})
                 pixels += noisy.numel()
@@ -740,7 +740,7 @@ def score_setting(
     for name, net in nets.items():
         key = {"ids": test_ids, "weights": info[name]["weights_digest"], "network_def": info[name]["network_def"]}
         context = getattr(net, "context_slices", 0)
-        pairs = with_neighbours(test_pairs, every_pairs["test"], context) if context else None
+        pairs = with_neighbours(test_pairs, every_volumes["test"], context) if context else None
         scored(name, key, net, pairs=pairs, channels=1 + 2 * context)
 
     rows = []

@@ -94,6 +94,12 @@ def foreground_fraction(img: torch.Tensor, threshold: float = FOREGROUND_THRESHO
     return float((img > threshold).float().mean())
 
 
+def neighbour_indices(k: int, n: int, context: int) -> list[int]:
+    """Indices of slices ``k - context, ..., k + context`` of ``n``, the first or last repeated past the ends:
+    the stack a 2.5D network gets for slice ``k``, in training (``volume_slices``) and in the benchmark."""
+    return [min(max(j, 0), n - 1) for j in range(k - context, k + context + 1)]
+
+
 def volume_slices(
     volume: torch.Tensor, name: str, subject: str, axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0
 ) -> list[dict]:
@@ -118,7 +124,7 @@ def volume_slices(
         cuts = []
         for a in axes:
             planes = torch.unbind(volume, dim=a + 1)
-            cuts += [(a, k, [planes[min(max(j, 0), len(planes) - 1)] for j in range(k - context, k + context + 1)]) for k in range(len(planes))]
+            cuts += [(a, k, [planes[j] for j in neighbour_indices(k, len(planes), context)]) for k in range(len(planes))]
     return [
         {"image": _plain(torch.cat(stack)), "id": f"{name}#axis{a}:{k:04d}", "subject": subject}
         for a, k, stack in cuts
@@ -280,6 +286,7 @@ __all__ = [
     "foreground_fraction",
     "image_folder_slices",
     "load_image",
+    "neighbour_indices",
     "nifti_slices",
     "slice_dataset",
     "slice_items",

@@ -16,6 +16,7 @@ from scipy.ndimage import binary_dilation, binary_fill_holes
 
 from transforms import RandNoiseCorruptiond
 
+from .datasets import neighbour_indices
 from .metrics import denoising_metrics, masked_metrics
 
 MODELS = ("gaussian", "rician", "speckle")
@@ -67,20 +68,20 @@ def volumes(pairs: Sequence[tuple[torch.Tensor, torch.Tensor, str]]) -> dict[str
 
 
 def with_neighbours(
-    pairs: Sequence[tuple[torch.Tensor, torch.Tensor, str]], every: Sequence[tuple[torch.Tensor, torch.Tensor, str]], context: int
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor, str]], stacks: dict[str, tuple[torch.Tensor, torch.Tensor, list[str]]], context: int
 ) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
     """``pairs`` for a 2.5D denoiser: each noisy ``(1, 1, H, W)`` slice becomes the stack ``(1, 1 + 2 context, H, W)``
-    of noisy slices k - context, ..., k + context of its volume, taken from ``every``, the ``noisy_pairs`` of every
-    slice of the same volumes. Noise is seeded by slice id, so the middle slice is the very noisy slice of ``pairs``
-    and every method sees the same noise. Past a volume's ends the end slice is repeated, here the same noisy slice
-    (no new information; in training, ``nad_monai.datasets`` stacks it before the noise, so each copy gets its own).
-    Under ``"mixed"`` noise each neighbour has its own model and level, which no real scan has."""
-    stacks = volumes(every)
+    of noisy slices k - context, ..., k + context of its volume (``nad_monai.datasets.neighbour_indices``), taken
+    from ``stacks``, the ``volumes`` of the ``noisy_pairs`` of every slice of the same volumes. Noise is seeded by
+    slice id, so the middle slice is the very noisy slice of ``pairs`` and every method sees the same noise. Past a
+    volume's ends the end slice is repeated, here the same noisy slice (no new information; in training,
+    ``nad_monai.datasets`` stacks it before the noise, so each copy gets its own). Under ``"mixed"`` noise each
+    neighbour has its own model and level, which no real scan has."""
     out = []
     for noisy, clean, slice_id in pairs:
         volume, k = _volume_and_index(slice_id)
         all_noisy = stacks[volume][0]
-        picks = [min(max(j, 0), len(all_noisy) - 1) for j in range(k - context, k + context + 1)]
+        picks = neighbour_indices(k, len(all_noisy), context)
         if not torch.equal(all_noisy[k], noisy[0]):
             raise ValueError(f"{slice_id}: the noisy slice differs from its volume's; build both with the same noise setting")
         out.append((all_noisy[picks][:, 0][None], clean, slice_id))

@@ -25,7 +25,7 @@ def test_a_slices_noise_depends_on_its_id_alone():
 def test_a_2_5d_stack_holds_the_very_noisy_slice_between_its_noisy_neighbours():
     every = noisy_pairs(slice_items("nifti", DATALIST, "test", min_foreground=0), "rician", 0.1)
     scored = noisy_pairs(slice_items("nifti", DATALIST, "test")[::40], "rician", 0.1)  # head slices only, as the benchmark
-    stacks = with_neighbours(scored, every, context=1)
+    stacks = with_neighbours(scored, volumes(every), context=1)
     by_id = {p[2]: p[0] for p in every}
     last = max(int(i.rsplit(":", 1)[1]) for i in by_id)
     for (noisy, clean, slice_id), (stack, clean_again, same_id) in zip(scored, stacks):
