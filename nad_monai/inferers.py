@@ -1,0 +1,78 @@
+"""A MONAI inferer for 2.5D networks: each slice of a volume denoised with its neighbouring slices as channels.
+
+MONAI's ``SliceInferer`` hands a 2D network one slice at a time. A 2.5D network
+(``UnrolledPeronaMalik(context_slices=c)``) also needs the ``c`` slices on each side of it, stacked as
+channels in the order training used (``nad_monai.datasets.neighbour_indices``: slices ``k - c, ...,
+k + c``, the first or last slice repeated past the volume's ends).
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.inferers import Inferer, SimpleInferer
+from monai.utils import optional_import
+
+from .datasets import neighbour_indices
+
+tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
+
+
+class NeighbourSliceInferer(Inferer):
+    """Run a 2.5D network over a volume ``(B, 1, X, Y, Z)``, slice by slice across ``spatial_dim``.
+
+    Args:
+        context: neighbouring slices on each side of a slice (the network's ``context_slices``, >= 1).
+        spatial_dim: the volume axis (0, 1 or 2 of ``X, Y, Z``) across which slices are cut.
+        sw_batch_size: slices per network call.
+        slice_inferer: runs the network on a batch of stacks ``(N, 1 + 2 context, H, W)`` and returns
+            ``(N, 1, H, W)``; ``None``: ``SimpleInferer``. A ``SlidingWindowInferer`` tiles large slices.
+        sw_device: where the network runs; the stacks are moved there a batch at a time (``None``:
+            where the input is).
+        device: where the output volume is assembled (``None``: where the input is).
+        progress: show a progress bar over the batches.
+
+    ``__call__(inputs, network)`` returns ``(B, 1, X, Y, Z)`` in the network's output dtype. The input
+    volume is never copied whole to ``sw_device``, so it may be larger than the GPU's memory.
+    """
+
+    def __init__(
+        self,
+        context: int,
+        spatial_dim: int = 2,
+        sw_batch_size: int = 1,
+        slice_inferer: Inferer | None = None,
+        sw_device: torch.device | str | None = None,
+        device: torch.device | str | None = None,
+        progress: bool = False,
+    ):
+        super().__init__()
+        if context < 1:
+            raise ValueError(f"context must be >= 1 (a 2D network needs monai.inferers.SliceInferer), got {context}")
+        if spatial_dim not in (0, 1, 2):
+            raise ValueError(f"spatial_dim must be 0, 1 or 2, got {spatial_dim}")
+        if sw_batch_size < 1:
+            raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
+        self.context, self.spatial_dim, self.sw_batch_size = context, spatial_dim, sw_batch_size
+        self.slice_inferer = slice_inferer or SimpleInferer()
+        self.sw_device, self.device, self.progress = sw_device, device, progress
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+        if inputs.dim() != 5 or inputs.shape[1] != 1:
+            raise ValueError(f"expected a one-channel volume batch (B, 1, X, Y, Z), got {tuple(inputs.shape)}")
+        slices = torch.movedim(inputs[:, 0], 1 + self.spatial_dim, 1)  # (B, D, H, W)
+        b, d, h, w = slices.shape
+        sw_device = torch.device(self.sw_device) if self.sw_device is not None else inputs.device
+        device = torch.device(self.device) if self.device is not None else inputs.device
+        stacks = torch.tensor([neighbour_indices(k, d, self.context) for k in range(d)])  # (D, 1 + 2c)
+        starts = range(0, d, self.sw_batch_size)
+        out = None
+        for start in tqdm(starts) if self.progress and has_tqdm else starts:
+            picks = stacks[start : start + self.sw_batch_size]
+            batch = slices[:, picks].reshape(-1, picks.shape[1], h, w).to(sw_device)  # (B * n, 1 + 2c, H, W)
+            pred = self.slice_inferer(batch, network, *args, **kwargs)
+            if pred.shape != (batch.shape[0], 1, h, w):
+                raise ValueError(f"the network should map {tuple(batch.shape)} to {(batch.shape[0], 1, h, w)}, got {tuple(pred.shape)}")
+            if out is None:
+                out = torch.empty((b, d, h, w), dtype=pred.dtype, device=device)
+            out[:, start : start + len(picks)] = pred.reshape(b, len(picks), h, w).to(device)
+        return torch.movedim(out, 1, 1 + self.spatial_dim)[:, None]

@@ -1,0 +1,70 @@
+"""NeighbourSliceInferer: the stacks a 2.5D network gets over a real volume, in training's order, on every axis."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from conftest import load_volume
+from nad_monai import UnrolledPeronaMalik
+from nad_monai.datasets import neighbour_indices
+from nad_monai.inferers import NeighbourSliceInferer
+
+
+@pytest.fixture(scope="module")
+def volume() -> torch.Tensor:
+    """A 40 x 48 x 7 block of Colin27 as a batch (1, 1, X, Y, Z) in [0, 1]."""
+    return torch.from_numpy(load_volume("colin27_t1.nii.gz")[70:110, 80:128, 86:93].copy())[None, None]
+
+
+class Channel(torch.nn.Module):
+    """Returns channel ``j`` of its input ``(N, C, H, W)``: which slice of the stack sat there."""
+
+    def __init__(self, j: int):
+        super().__init__()
+        self.j = j
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.j : self.j + 1]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_every_slice_gets_its_neighbours_in_order_with_the_end_slices_repeated(volume, axis, batch_size):
+    context, n = 2, volume.shape[2 + axis]
+    for j in range(2 * context + 1):
+        out = NeighbourSliceInferer(context, axis, batch_size)(volume, Channel(j))
+        assert out.shape == volume.shape
+        source = [neighbour_indices(k, n, context)[j] for k in range(n)]  # slice k - c + j, clamped
+        assert torch.equal(out, volume.index_select(2 + axis, torch.tensor(source))), f"channel {j}"
+    assert source[-1] == source[-2] == n - 1, "past the last slice the last slice is repeated"
+
+
+def test_a_batch_of_volumes_keeps_each_volume_to_itself(volume):
+    pair = torch.cat([volume, volume.flip(-1)])  # the second volume's neighbours are the first's reversed
+    out = NeighbourSliceInferer(1, 2, 2)(pair, Channel(0))
+    assert torch.equal(out[1:], NeighbourSliceInferer(1, 2, 2)(pair[1:], Channel(0)))
+    assert torch.equal(out[:1], NeighbourSliceInferer(1, 2, 2)(pair[:1], Channel(0)))
+
+
+def test_tiles_blend_into_nearly_the_whole_slice_result(volume):
+    torch.manual_seed(0)
+    net = UnrolledPeronaMalik(steps=2, context_slices=1).eval()
+    noisy = (volume + 0.05 * torch.randn(volume.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    with torch.inference_mode():
+        whole = NeighbourSliceInferer(1)(noisy, net)
+        tiled = NeighbourSliceInferer(1, slice_inferer=SlidingWindowInferer((24, 24), overlap=0.5, mode="gaussian"))(noisy, net)
+    assert (tiled - whole).abs().mean() < 0.01 * float(whole.max())
+    assert not torch.equal(whole, noisy), "the network did run"
+
+
+def test_bad_arguments_and_shapes_are_refused(volume):
+    with pytest.raises(ValueError, match="context must be >= 1"):
+        NeighbourSliceInferer(0)
+    with pytest.raises(ValueError, match="spatial_dim"):
+        NeighbourSliceInferer(1, spatial_dim=3)
+    with pytest.raises(ValueError, match=r"\(B, 1, X, Y, Z\)"):
+        NeighbourSliceInferer(1)(volume[..., 0], Channel(0))
+    with pytest.raises(ValueError, match="should map"):
+        NeighbourSliceInferer(1)(volume, lambda x: x)  # a network that does not reduce the stack to one slice
