@@ -355,6 +355,18 @@ LEARNED: dict[str, dict] = {
         "network_def": _ablation(context_slices=2),
         "training": {**_with_context(2), **MSE_LOSS},
     },
+    "context-slices-2-bundle-loss": {
+        "name": "ours, 2.5D with two neighbouring slices on each side, the bundle's loss: the shipped 2.5D weights (bundle/models/2.5d)",
+        "groups": ("tried",),
+        "network_def": _ablation(context_slices=2),
+        "training": _with_context(2),
+    },
+    "context-slices-2-twice-the-budget": {
+        "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
+        "groups": ("tried",),
+        "network_def": _ablation(context_slices=2),
+        "training": {**_with_context(2), **MSE_LOSS, "epochs": 2 * TRAIN_DEFAULTS["epochs"]},
+    },
     "twice-the-budget": {
         "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
         "groups": ("tried",),

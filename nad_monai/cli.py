@@ -3,9 +3,13 @@
     nad-denoise scan.nii.gz dicom_series/ slice.png -o denoised/
 
 The network is the bundle's ``configs/inference.json`` ``network_def`` with ``models/model.pt``
-(or ``--weights``). Each input gets one line; a bad input is reported and skipped, the rest are
-processed. Exit codes: 0 every input denoised; 1 at least one input failed (the others were
-written); 2 nothing was run (bad command line, weights or device).
+(or ``--weights``); ``--config`` takes other bundle configs, merged in order, e.g. the 2.5D model
+that also reads each slice's neighbours:
+``--config bundle/configs/inference.json bundle/configs/inference_2.5d.json``.
+
+Each input gets one line; a bad input is reported and skipped, the rest are processed. Exit codes:
+0 every input denoised; 1 at least one input failed (the others were written); 2 nothing was run
+(bad command line, weights or device).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import nad_monai
 
 from .bundle import bundle_root
 from .errors import InputError
-from .inference import Denoiser, Result, bundle_network, default_device, denoise_files, load_weights, weights_id
+from .inference import Denoiser, Result, bundle_network, bundle_weights, default_device, denoise_files, load_weights, weights_id
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOT_RUN = 0, 1, 2
 
@@ -42,8 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=2, help="slices per network call (default 2, fastest on CPU)")
     parser.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), help="denoise in overlapping H x W tiles (large images)")
-    parser.add_argument("--weights", default=str(root / "models" / "model.pt"), help="state dict of the network (default: the bundle's model.pt)")
-    parser.add_argument("--config", default=str(root / "configs" / "inference.json"), help="bundle inference config holding network_def")
+    parser.add_argument("--weights", help="state dict of the network (default: the configs' model_file, the bundle's models/model.pt)")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        default=[str(root / "configs" / "inference.json")],
+        help="bundle inference config(s) holding network_def, merged in order (2.5D: configs/inference.json configs/inference_2.5d.json)",
+    )
     parser.add_argument("--series", help="SeriesInstanceUID to denoise from a DICOM folder holding several series")
     parser.add_argument("--no-amp", action="store_true", help="float32 on GPU instead of float16 autocast")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
@@ -67,8 +76,10 @@ def _device(name: str) -> torch.device:
 
 
 def build_denoiser(args: argparse.Namespace) -> Denoiser:
-    """The bundle's network with ``args.weights`` loaded, wrapped for whole-image inference."""
+    """The configs' network with ``args.weights`` loaded (the configs' ``model_file`` when not given; it
+    is recorded in ``args.weights``), wrapped for whole-image inference."""
     device = _device(args.device)
+    args.weights = args.weights or bundle_weights(args.config)
     network = load_weights(bundle_network(args.config), args.weights, device)
     return Denoiser(network, device, amp=not args.no_amp, axis=args.axis, batch_size=args.batch_size, roi_size=args.tile, progress=not args.quiet)
 

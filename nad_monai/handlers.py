@@ -22,6 +22,12 @@ from .metrics import denoising_metrics  # noqa: E402
 logger = logging.getLogger(__name__)
 
 
+
+def middle_slice(x: torch.Tensor) -> torch.Tensor:
+    """The slice ``(N, 1, H, W)`` that a 2.5D network's input stack ``(N, 1 + 2 c, H, W)`` is centred on (``x`` itself when c = 0)."""
+    middle = x.size(1) // 2
+    return x[:, middle : middle + 1]
+
 class _FixedNameDiskSaver(DiskSaver):
     """Ignite's atomic ``DiskSaver`` that always writes ``filename``: each save replaces it in one rename."""
 
@@ -151,8 +157,7 @@ class BaselineComparison:
             for batch in self.validator.data_loader:
                 for i in range(len(batch["image"])):  # one slice at a time: sizes and noise models differ
                     x, y = batch["image"][i : i + 1], batch["label"][i : i + 1]
-                    middle = x.size(1) // 2  # a 2.5D network's input is a stack of slices: the baselines get its middle one
-                    noisy.append(x[:, middle : middle + 1])
+                    noisy.append(middle_slice(x))  # the baselines get the slice a 2.5D stack is centred on
                     clean.append(y)
                     rician = batch["noise_model"][i] == "rician"
                     sigmas.append(float(batch["noise_sigma"][i]) if rician else None)
@@ -203,7 +208,7 @@ class DenoisingFigures:
         net = getattr(engine.network, "module", engine.network)
         with torch.no_grad():
             pred, details = net.inspect(x)
-        pred = pred.clamp(0, 1)
+        pred, x = pred.clamp(0, 1), middle_slice(x)
         psnr = denoising_metrics()["psnr"]
         panels = {
             "clean": y[0, 0],

@@ -3,8 +3,9 @@
 ``Denoiser`` is the one inference path (bundle ``inference.json``, the ``nad-denoise`` CLI, the
 Deploy app): normalise to the network's range with an invertible ``transforms.UnitRange``, run
 MONAI's ``SliceInferer`` over a volume (whole slices, ``batch_size`` at a time, streamed to the
-GPU when there is one) or the network directly on a 2D image, optionally tiled by a sliding
-window for images too large for memory, then undo the normalisation.
+GPU when there is one; for a 2.5D network ``NeighbourSliceInferer``, each slice with its neighbours)
+or the network directly on a 2D image, optionally tiled by a sliding window for images too large
+for memory, then undo the normalisation.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from transforms import UnitRange
 from . import image_io
 from .bundle import bundle_root
 from .errors import InputError
+from .inferers import NeighbourSliceInferer
 
 logger = logging.getLogger(__name__)
 
@@ -36,22 +38,50 @@ def default_device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
-def bundle_network(config_file: str | os.PathLike | None = None) -> torch.nn.Module:
-    """The bundle's ``network_def`` (``configs/inference.json`` unless another config is given), untrained.
+def _config_files(config_files: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str]:
+    """One or several bundle config files; none: ``configs/inference.json`` of the shipped bundle."""
+    files = [config_files] if isinstance(config_files, (str, os.PathLike)) else list(config_files or [])
+    return [str(f) for f in files] or [os.path.join(bundle_root([]), "configs", "inference.json")]
+
+
+def _bundle_config(files: list[str]) -> ConfigParser:
+    """``files`` merged in order (as ``monai.bundle run --config_file`` merges them), ``bundle_root`` the first one's bundle."""
+    parser = ConfigParser()
+    parser.read_config(files)
+    parser["bundle_root"] = bundle_root(["--config_file", files[0]])
+    return parser
+
+
+def bundle_network(config_files: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> torch.nn.Module:
+    """The ``network_def`` of bundle config(s) (``configs/inference.json`` unless others are given), untrained.
+
+    Several files are merged in order, e.g. ``[inference.json, inference_2.5d.json]``.
 
     Raises:
-        InputError: the config cannot be read or does not build a network.
+        InputError: the configs cannot be read or do not build a network.
     """
-    config_file = config_file or os.path.join(bundle_root([]), "configs", "inference.json")
+    files = _config_files(config_files)
     try:
-        parser = ConfigParser()
-        parser.read_config(config_file)
-        network = parser.get_parsed_content("network_def")
+        return _bundle_config(files).get_parsed_content("network_def")
     except Exception as err:
-        raise InputError(config_file, f"cannot build network_def ({type(err).__name__}: {err})") from None
-    if getattr(network, "context_slices", 0):
-        raise InputError(config_file, "its network is 2.5D (context_slices > 0); inference denoises slice by slice and needs a 2D network")
-    return network
+        raise InputError(", ".join(files), f"cannot build network_def ({type(err).__name__}: {err})") from None
+
+
+def bundle_weights(config_files: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> str:
+    """The weights file that bundle config(s) name (their ``model_file``), or ``<bundle>/models/model.pt``
+    when they name none; the bundle is the first config's.
+
+    Raises:
+        InputError: the configs cannot be read.
+    """
+    files = _config_files(config_files)
+    try:
+        parser = _bundle_config(files)
+        if "model_file" in parser:
+            return str(parser.get_parsed_content("model_file"))
+        return os.path.join(parser.get_parsed_content("bundle_root"), "models", "model.pt")
+    except Exception as err:
+        raise InputError(", ".join(files), f"cannot read model_file ({type(err).__name__}: {err})") from None
 
 
 def load_weights(network: torch.nn.Module, path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
@@ -78,7 +108,9 @@ class Denoiser:
     """Denoise a channel-first image ``(1, H, W)`` or volume ``(1, X, Y, Z)`` of any intensity units.
 
     Args:
-        network: maps ``(N, 1, h, w)`` in [0, 1] to the same shape (weights already loaded).
+        network: maps ``(N, 1, h, w)`` in [0, 1] to the same shape (weights already loaded). A 2.5D
+            network (``context_slices`` c > 0) maps ``(N, 1 + 2 c, h, w)``, a slice with c neighbouring
+            slices on each side, to ``(N, 1, h, w)``; it denoises volumes only.
         device: where the network runs; ``None``: ``cuda:0`` when available, else CPU. Volumes stay
             in CPU memory; only the current batch of slices is moved to the device.
         amp: float16 autocast on a GPU (``None``: on when the device is a GPU; ignored on CPU,
@@ -118,11 +150,15 @@ class Denoiser:
         self.roi_size = None if roi_size is None else tuple(int(s) for s in roi_size)
         self.overlap = overlap
         self.normalise = UnitRange()
+        self.context = int(getattr(network, "context_slices", 0))
 
     def inferer(self, spatial_dims: int, axis: int) -> Inferer:
         """MONAI inferer for a batch ``(1, 1, *spatial)`` of ``spatial_dims`` = 2 or 3 dimensions."""
         window = {"sw_device": self.device, "device": torch.device("cpu"), "progress": self.progress}
         tiled = {"overlap": self.overlap, "mode": "gaussian"} if self.roi_size else {"overlap": 0.0}
+        if spatial_dims == 3 and self.context:
+            tiles = SlidingWindowInferer(roi_size=self.roi_size, sw_batch_size=self.batch_size, **tiled) if self.roi_size else None
+            return NeighbourSliceInferer(self.context, axis, self.batch_size, tiles, self.device, torch.device("cpu"), self.progress)
         if spatial_dims == 3:
             roi = self.roi_size or (-1, -1)
             return SliceInferer(roi_size=roi, spatial_dim=axis, sw_batch_size=self.batch_size, **tiled, **window)
@@ -134,6 +170,8 @@ class Denoiser:
         """Denoise ``image``; ``axis`` overrides the slicing axis of a volume (DICOM: its image planes)."""
         if image.dim() not in (3, 4) or image.shape[0] != 1:
             raise ValueError(f"expected a channel-first image (1, H, W) or volume (1, X, Y, Z), got {tuple(image.shape)}")
+        if image.dim() == 3 and self.context:
+            raise ValueError(f"a 2D image has no neighbouring slices; this network is 2.5D (context_slices={self.context}) and denoises volumes only")
         x = self.normalise(MetaTensor(image, dtype=torch.float32))  # records (low, high) for the inverse
         batch = x.as_tensor()[None]
         if image.dim() == 3 and not self.roi_size:
@@ -179,6 +217,8 @@ def denoise_file(
     loaded = image_io.load(path, series=series)
     out = image_io.output_path(loaded, output)
     image_io.check_output(loaded, out, overwrite)  # before the work, so a bad output fails fast
+    if loaded.image.dim() == 3 and denoiser.context:
+        raise InputError(path, f"a 2D image; the network is 2.5D (context_slices={denoiser.context}) and denoises volumes only")
     axis = denoiser.axis if loaded.slice_axis is None else loaded.slice_axis
     spatial = loaded.image.shape[1:]
     denoised = denoiser(loaded.image, axis)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import nibabel as nib
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -22,6 +23,7 @@ from nad_monai.bundle import bundle_root, warm_start
 CONFIGS = ROOT / "bundle" / "configs"
 TRAIN, EVALUATE, MULTI_GPU = (str(CONFIGS / f"{n}.json") for n in ("train", "evaluate", "multi_gpu_train"))
 INFERENCE, METADATA = str(CONFIGS / "inference.json"), str(CONFIGS / "metadata.json")
+TRAIN_2_5D, INFERENCE_2_5D = str(CONFIGS / "train_2.5d.json"), str(CONFIGS / "inference_2.5d.json")
 SCHEMA = ROOT / "bundle" / "docs" / "meta_schema_20240725.json"
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
@@ -137,6 +139,41 @@ def test_evaluation_writes_metrics_csv_and_figures(trained):
     assert all(name in summary for name in ("val_psnr", "val_ssim", "val_edge_mse"))
     figures = sorted((out / "figures").glob("*.png"))
     assert len(figures) == 2 and all(f.stat().st_size > 10_000 for f in figures)
+
+
+def test_the_2_5d_overlays_train_evaluate_and_denoise_with_neighbouring_slices(tmp_path):
+    train = f"['{TRAIN}', '{TRAIN_2_5D}']"
+    result = bundle("run", "training", "--config_file", train, *tiny_overrides(tmp_path))
+    assert "validation PSNR on" in result.stdout and "classical Perona-Malik" in result.stdout
+    net = UnrolledPeronaMalik(steps=2, context_slices=2)
+    net.load_state_dict(torch.load(tmp_path / "models" / "model.pt", weights_only=True), strict=True)
+    out = tmp_path / "eval"
+    bundle(
+        "run", "evaluating", "--config_file", f"['{TRAIN}', '{TRAIN_2_5D}', '{EVALUATE}']", *tiny_overrides(tmp_path),
+        "--output_dir", str(out), "--n_figures", "1",
+    )  # fmt: skip
+    with open(out / "val_psnr_raw.csv") as f:
+        rows = list(csv.reader(f))[1:]
+    assert len(rows) >= 5 and all(float(row[1]) > 10 for row in rows), "scored against the middle slice of each stack"
+    assert len(list((out / "figures").glob("*.png"))) == 1
+    bundle(
+        "run", "--config_file", f"['{INFERENCE}', '{INFERENCE_2_5D}']", "--input", str(DATA / "dipy_s0.nii.gz"),
+        "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "denoised"), "--network_def#steps", "2",
+    )  # fmt: skip
+    assert nib.load(tmp_path / "denoised" / "dipy_s0_denoised.nii.gz").shape == nib.load(DATA / "dipy_s0.nii.gz").shape
+
+
+def test_the_2_5d_overlays_keep_the_2d_model_and_ship_the_benchmarked_2_5d_weights():
+    for files in ([TRAIN, TRAIN_2_5D], [INFERENCE, INFERENCE_2_5D]):
+        parser = ConfigParser()
+        parser.read_config(files)
+        assert Path(parser.get_parsed_content("ckpt_dir")) == ROOT / "bundle" / "models" / "2.5d", "never the 2D model.pt"
+        net = parser.get_parsed_content("network_def")
+        assert net.context_slices == 2
+    shipped = ROOT / "bundle" / "models" / "2.5d" / "model.pt"
+    net.load_state_dict(torch.load(shipped, weights_only=True), strict=True)
+    scored = ROOT / "benchmarks" / "results" / "training" / "context-slices-2-bundle-loss" / "models" / "model.pt"
+    assert shipped.read_bytes() == scored.read_bytes(), "the shipped 2.5D weights are the benchmark row that scores them"
 
 
 def test_verify_metadata_offline_against_the_kept_schema(tmp_path):

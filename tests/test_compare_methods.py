@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT
 
@@ -225,3 +226,36 @@ def test_2_5d_networks_get_their_neighbours_and_volume_rows_whole_volumes(tmp_pa
     for name in names:  # tuned on the validation volume, scored on the slices every other row is scored on
         assert by_method[name]["psnr_mean"] > by_method["noisy input"]["psnr_mean"] + 3
         assert tuning[name]["best"]["sigma_scale"] in tuning[name]["grid"]["sigma_scale"] and by_method[name]["seconds_per_256x256"] > 0
+
+
+def test_the_2_5d_rows_train_as_the_bundle_2_5d_overlay_does():
+    """The benchmark's 2.5D overrides and bundle/configs/train_2.5d.json insert the middle-slice label at
+    different places; the items they make from the same real stack and random state are the same."""
+    from monai.bundle import ConfigParser
+
+    from conftest import load_volume
+    from nad_monai.datasets import volume_slices
+
+    configs = ROOT / "bundle" / "configs"
+    overlay, benchmark = ConfigParser(), ConfigParser()
+    overlay.read_config([str(configs / "train.json"), str(configs / "train_2.5d.json")])
+    benchmark.read_config(str(configs / "train.json"))
+    row = compare_methods.LEARNED["context-slices-2"]
+    for key, value in {**row["training"], "network_def": row["network_def"]}.items():
+        if not key.startswith("loss#"):
+            benchmark[key] = value
+    assert overlay.get("network_def") == {**benchmark.get("network_def"), "context_slices": "@context_slices"}
+    volume = load_volume("dipy_s0.nii.gz")[None]
+    item = volume_slices(torch.from_numpy(volume), "dipy_s0", "b", context=2)[4]
+    for section in ("train#preprocessing", "validate#preprocessing"):
+        outputs = []
+        for parser in (overlay, benchmark):
+            pipeline = parser.get_parsed_content(section, instantiate=True)
+            pipeline.set_random_state(seed=7)
+            out = pipeline({**item, "image": item["image"].clone()})
+            outputs.append(out if isinstance(out, list) else [out])
+        assert len(outputs[0]) == len(outputs[1]) >= 1
+        for a, b in zip(*outputs):
+            assert a["image"].shape[0] == 5 and a["label"].shape[0] == 1, section
+            assert torch.equal(torch.as_tensor(a["image"]), torch.as_tensor(b["image"])), section
+            assert torch.equal(torch.as_tensor(a["label"]), torch.as_tensor(b["label"])), section
