@@ -6,6 +6,7 @@ pixels are compared with ``nad-denoise`` on the same input. Needs the ``deploy``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ from dicom_fixtures import DCIODVFY, INTERCEPT, SLOPE, dciodvfy_errors, real_val
 from nad_monai.cli import main as cli_main  # noqa: E402
 from nad_monai.deploy.app import model_files  # noqa: E402
 from nad_monai.dicom import load_series  # noqa: E402
+from nad_monai.inference import bundle_network  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,6 +104,18 @@ def test_app_pixels_equal_the_cli_within_rounding(app_run):
 
 
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
+def test_the_2_5d_variant_runs_as_nad_denoise_runs_it(tmp_path):
+    noisy_series(tmp_path / "dicom_in")
+    done = run_app("-i", tmp_path / "dicom_in", "-o", tmp_path / "dicom_out", "-m", ROOT / "bundle" / "models" / "2.5d")
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = [str(ROOT / "bundle" / "configs" / name) for name in ("inference.json", "inference_2.5d.json")]
+    assert cli_main([str(tmp_path / "dicom_in"), "-o", str(tmp_path / "cli_out"), "--config", *configs, "--quiet"]) == 0
+    app = load_series(next((tmp_path / "dicom_out").iterdir()))
+    cli = load_series(tmp_path / "cli_out" / "dicom_in_denoised")
+    assert "model.pt:" + hashlib.sha256((ROOT / "bundle/models/2.5d/model.pt").read_bytes()).hexdigest()[:12] in app.datasets[0].SeriesDescription
+    np.testing.assert_allclose(app.volume, cli.volume, rtol=0, atol=SLOPE)  # the same neighbours, in the same order
+
+
 def test_dciodvfy_finds_no_new_errors(app_run):
     tmp, _, done = app_run
     assert done.returncode == 0, done.stderr[-3000:]
@@ -155,13 +169,19 @@ def test_no_matching_series_and_existing_output_are_refused(tmp_path):
 
 
 def test_model_path_forms(tmp_path):
-    shipped_config, shipped_weights = model_files(None)
-    assert shipped_weights == ROOT / "bundle" / "models" / "model.pt" and shipped_config.name == "inference.json"
-    assert model_files(tmp_path / "missing") == (shipped_config, shipped_weights)  # the SDK's default "models"
+    shipped_configs, shipped_weights = model_files(None)
+    assert shipped_weights == ROOT / "bundle" / "models" / "model.pt" and [c.name for c in shipped_configs] == ["inference.json"]
+    assert model_files(tmp_path / "missing") == (shipped_configs, shipped_weights)  # the SDK's default "models"
     weights = tmp_path / "w.pt"
     weights.write_bytes(shipped_weights.read_bytes())
-    assert model_files(weights) == (shipped_config, weights)
-    assert model_files(ROOT / "bundle") == (ROOT / "bundle" / "configs" / "inference.json", ROOT / "bundle" / "models" / "model.pt")
+    assert model_files(weights) == (shipped_configs, weights)
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "model.pt").write_bytes(shipped_weights.read_bytes())
+    assert model_files(tmp_path / "own") == (shipped_configs, tmp_path / "own" / "model.pt")
+    assert model_files(ROOT / "bundle") == ([ROOT / "bundle" / "configs" / "inference.json"], ROOT / "bundle" / "models" / "model.pt")
+    configs, weights = model_files(ROOT / "bundle" / "models" / "2.5d")
+    assert [c.name for c in configs] == ["inference.json", "inference_2.5d.json"] and weights == ROOT / "bundle" / "models" / "2.5d" / "model.pt"
+    assert bundle_network(configs).context_slices == 2, "the variant's network, which its weights fit"
     with pytest.raises(ValueError, match="no model.pt here"):
         model_files(tmp_path)
 

@@ -8,8 +8,10 @@ Pipeline (MONAI Deploy App SDK operators, on Holoscan)::
         -> DICOMSeriesToVolumeOperator -> DenoiseOperator -> DICOMSeriesWriterOperator
 
 ``-i``, ``-o``, ``-m``, ``-w`` and ``-l`` are the SDK's options (also ``HOLOSCAN_INPUT_PATH``,
-``HOLOSCAN_OUTPUT_PATH``, ``HOLOSCAN_MODEL_PATH``). ``-m`` takes a weights file or a bundle folder
-(``configs/inference.json`` and ``models/model.pt``); without it the shipped bundle is used.
+``HOLOSCAN_OUTPUT_PATH``, ``HOLOSCAN_MODEL_PATH``). ``-m`` takes a weights file, a bundle folder
+(``configs/inference.json`` and ``models/model.pt``) or a model variant's folder (``-m
+bundle/models/2.5d``: the 2.5D model, each slice with its neighbours); without it the shipped
+bundle is used.
 ``--rules`` takes a JSON file of the SDK's selection rules instead of ``DEFAULT_RULES``.
 
 Exit status 0 when the series was written; 1 with a one-line ``error:`` message when the input
@@ -40,25 +42,32 @@ DEFAULT_RULES = json.dumps({"selections": [{"name": "MR series", "conditions": {
 """Selection rules of the SDK's series selector: the first MR series of the study."""
 
 
-def model_files(model_path: str | Path | None) -> tuple[Path, Path]:
-    """``(inference config, weights)`` for the SDK's ``-m``: a weights file, a bundle folder, or the shipped bundle.
+def model_files(model_path: str | Path | None) -> tuple[list[Path], Path]:
+    """``(inference configs, weights)`` for the SDK's ``-m``: a weights file, a bundle folder, a model
+    variant's folder, or the shipped bundle.
 
-    A folder is a bundle (``configs/inference.json``, ``models/model.pt``) or a folder holding
-    ``model.pt`` (the shipped config is used then). A missing path (the SDK's default ``models``)
-    means the shipped bundle.
+    A folder is a bundle (``configs/inference.json``, ``models/model.pt``), a variant of one
+    (``<bundle>/models/<name>/model.pt``, run with ``configs/inference.json`` and
+    ``configs/inference_<name>.json`` merged: ``-m bundle/models/2.5d`` is the 2.5D model), or a
+    folder holding ``model.pt`` (the shipped config is used then). A missing path (the SDK's default
+    ``models``) means the shipped bundle.
     """
     shipped = Path(bundle_root([]))
     config, weights = shipped / "configs" / "inference.json", shipped / "models" / "model.pt"
     path = Path(model_path) if model_path else None
     if path is None or not path.exists():
-        return config, weights
+        return [config], weights
     if path.is_file():
-        return config, path
+        return [config], path
     if (path / "models" / "model.pt").is_file():
         own = path / "configs" / "inference.json"
-        return (own if own.is_file() else config), path / "models" / "model.pt"
+        return [own if own.is_file() else config], path / "models" / "model.pt"
     if (path / "model.pt").is_file():
-        return config, path / "model.pt"
+        configs = path.resolve().parent.parent / "configs"
+        variant = configs / f"inference_{path.resolve().name}.json"
+        if path.resolve().parent.name == "models" and variant.is_file() and (configs / "inference.json").is_file():
+            return [configs / "inference.json", variant], path / "model.pt"
+        return [config], path / "model.pt"
     raise InputError(path, "no model.pt here (expected a weights file, a bundle folder or a folder holding model.pt)")
 
 
@@ -81,8 +90,8 @@ class DenoiseApp(Application):
     def compose(self):
         context: AppContext = Application.init_app_context(self.argv)
         input_folder, output_folder = Path(context.input_path), Path(context.output_path)
-        config, weights = model_files(context.model_path)
-        network = load_weights(bundle_network(config), weights)
+        configs, weights = model_files(context.model_path)
+        network = load_weights(bundle_network(configs), weights)
         description = f"denoised nad-monai {nad_monai.__version__} {weights_id(weights)}"
 
         loader = CheckedDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_folder, name="dicom_loader")
