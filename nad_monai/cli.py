@@ -31,6 +31,13 @@ from .inference import Denoiser, Result, bundle_network, bundle_weights, default
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOT_RUN = 0, 1, 2
 
 
+def _config_file(name: str) -> str:
+    """A ``--config`` value: a bundle config file by its name (inputs given after ``--config`` end up here)."""
+    if not name.lower().endswith((".json", ".yaml", ".yml")):
+        raise argparse.ArgumentTypeError(f"{name} is not a bundle config (.json, .yaml); give the inputs before --config")
+    return name
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     root = Path(bundle_root([]))
     parser = argparse.ArgumentParser(
@@ -50,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config",
         nargs="+",
+        type=_config_file,
         default=[str(root / "configs" / "inference.json")],
         help="bundle inference config(s) holding network_def, merged in order (2.5D: configs/inference.json configs/inference_2.5d.json)",
     )

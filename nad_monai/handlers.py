@@ -22,11 +22,11 @@ from .metrics import denoising_metrics  # noqa: E402
 logger = logging.getLogger(__name__)
 
 
-
 def middle_slice(x: torch.Tensor) -> torch.Tensor:
     """The slice ``(N, 1, H, W)`` that a 2.5D network's input stack ``(N, 1 + 2 c, H, W)`` is centred on (``x`` itself when c = 0)."""
     middle = x.size(1) // 2
     return x[:, middle : middle + 1]
+
 
 class _FixedNameDiskSaver(DiskSaver):
     """Ignite's atomic ``DiskSaver`` that always writes ``filename``: each save replaces it in one rename."""

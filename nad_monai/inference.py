@@ -166,12 +166,20 @@ class Denoiser:
             return SlidingWindowInferer(roi_size=self.roi_size, sw_batch_size=self.batch_size, **tiled, **window)
         return SimpleInferer()
 
+    def refusal(self, image: torch.Tensor, axis: int | None = None) -> str | None:
+        """Why this denoiser cannot take ``image`` ``(1, H, W)`` or ``(1, X, Y, Z)`` sliced across ``axis``, or None:
+        a 2.5D network needs a volume of at least 2 slices across the slicing axis."""
+        axis = self.axis if axis is None else axis
+        if self.context and (image.dim() == 3 or image.shape[1 + axis] < 2):
+            return f"a 2D image or a single slice; the network is 2.5D (context_slices={self.context}) and denoises volumes only"
+        return None
+
     def __call__(self, image: torch.Tensor, axis: int | None = None) -> torch.Tensor:
         """Denoise ``image``; ``axis`` overrides the slicing axis of a volume (DICOM: its image planes)."""
         if image.dim() not in (3, 4) or image.shape[0] != 1:
             raise ValueError(f"expected a channel-first image (1, H, W) or volume (1, X, Y, Z), got {tuple(image.shape)}")
-        if image.dim() == 3 and self.context:
-            raise ValueError(f"a 2D image has no neighbouring slices; this network is 2.5D (context_slices={self.context}) and denoises volumes only")
+        if reason := self.refusal(image, axis):
+            raise ValueError(reason)
         x = self.normalise(MetaTensor(image, dtype=torch.float32))  # records (low, high) for the inverse
         batch = x.as_tensor()[None]
         if image.dim() == 3 and not self.roi_size:
@@ -217,9 +225,9 @@ def denoise_file(
     loaded = image_io.load(path, series=series)
     out = image_io.output_path(loaded, output)
     image_io.check_output(loaded, out, overwrite)  # before the work, so a bad output fails fast
-    if loaded.image.dim() == 3 and denoiser.context:
-        raise InputError(path, f"a 2D image; the network is 2.5D (context_slices={denoiser.context}) and denoises volumes only")
     axis = denoiser.axis if loaded.slice_axis is None else loaded.slice_axis
+    if reason := denoiser.refusal(loaded.image, axis):
+        raise InputError(path, reason)
     spatial = loaded.image.shape[1:]
     denoised = denoiser(loaded.image, axis)
     image_io.save(loaded, denoised, out, description, overwrite)

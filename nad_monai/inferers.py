@@ -61,6 +61,8 @@ class NeighbourSliceInferer(Inferer):
             raise ValueError(f"expected a one-channel volume batch (B, 1, X, Y, Z), got {tuple(inputs.shape)}")
         slices = torch.movedim(inputs[:, 0], 1 + self.spatial_dim, 1)  # (B, D, H, W)
         b, d, h, w = slices.shape
+        if d == 0:
+            raise ValueError(f"no slices across spatial_dim {self.spatial_dim} of {tuple(inputs.shape)}")
         sw_device = torch.device(self.sw_device) if self.sw_device is not None else inputs.device
         device = torch.device(self.device) if self.device is not None else inputs.device
         stacks = torch.tensor([neighbour_indices(k, d, self.context) for k in range(d)])  # (D, 1 + 2c)

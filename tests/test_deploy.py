@@ -103,7 +103,6 @@ def test_app_pixels_equal_the_cli_within_rounding(app_run):
     np.testing.assert_allclose(app.volume, cli.volume, rtol=0, atol=SLOPE)  # one stored unit
 
 
-@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
 def test_the_2_5d_variant_runs_as_nad_denoise_runs_it(tmp_path):
     noisy_series(tmp_path / "dicom_in")
     done = run_app("-i", tmp_path / "dicom_in", "-o", tmp_path / "dicom_out", "-m", ROOT / "bundle" / "models" / "2.5d")
@@ -114,8 +113,15 @@ def test_the_2_5d_variant_runs_as_nad_denoise_runs_it(tmp_path):
     cli = load_series(tmp_path / "cli_out" / "dicom_in_denoised")
     assert "model.pt:" + hashlib.sha256((ROOT / "bundle/models/2.5d/model.pt").read_bytes()).hexdigest()[:12] in app.datasets[0].SeriesDescription
     np.testing.assert_allclose(app.volume, cli.volume, rtol=0, atol=SLOPE)  # the same neighbours, in the same order
+    write_classic(tmp_path / "one_slice", np.clip(np.rint((real_values()[:1] - INTERCEPT) / SLOPE), 0, 4095))
+    done = run_app("-i", tmp_path / "one_slice", "-o", tmp_path / "out_one", "-m", ROOT / "bundle" / "models" / "2.5d")
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'one_slice'}: a 2D image or a single slice; the network is 2.5D (context_slices=2) and denoises volumes only"
+    )
+    assert not (tmp_path / "out_one").exists() or not any((tmp_path / "out_one").iterdir()), "nothing written"
 
 
+@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
 def test_dciodvfy_finds_no_new_errors(app_run):
     tmp, _, done = app_run
     assert done.returncode == 0, done.stderr[-3000:]
@@ -182,6 +188,7 @@ def test_model_path_forms(tmp_path):
     configs, weights = model_files(ROOT / "bundle" / "models" / "2.5d")
     assert [c.name for c in configs] == ["inference.json", "inference_2.5d.json"] and weights == ROOT / "bundle" / "models" / "2.5d" / "model.pt"
     assert bundle_network(configs).context_slices == 2, "the variant's network, which its weights fit"
+    assert model_files(weights) == (configs, weights), "its weights file names the variant too"
     with pytest.raises(ValueError, match="no model.pt here"):
         model_files(tmp_path)
 

@@ -346,7 +346,7 @@ def test_a_2_5d_network_denoises_volumes_with_their_neighbours_and_refuses_2d_im
     code = main([str(volume), str(png), "-o", str(tmp_path / "out"), "--config", str(config), "--weights", str(tmp_path / "model_2_5d.pt"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1, "the volume was denoised, the 2D image refused"
-    assert f"{png}: a 2D image; the network is 2.5D (context_slices=1) and denoises volumes only" in err
+    assert f"{png}: a 2D image or a single slice; the network is 2.5D (context_slices=1) and denoises volumes only" in err
     assert not (tmp_path / "out" / "slice_denoised.png").exists()
     written = nib.load(tmp_path / "out" / "scan_denoised.nii.gz")
     assert written.shape == block.shape and np.allclose(written.affine, nib.load(volume).affine)
@@ -354,5 +354,10 @@ def test_a_2_5d_network_denoises_volumes_with_their_neighbours_and_refuses_2d_im
     assert np.allclose(written.get_fdata(dtype=np.float32), expected, atol=1e-5)
     with pytest.raises(ValueError, match="denoises volumes only"):
         Denoiser(net, device="cpu")(torch.from_numpy(block[None, ..., 0]))
+    with pytest.raises(ValueError, match="denoises volumes only"):
+        Denoiser(net, device="cpu")(torch.from_numpy(block[None, ..., :1]), axis=2)  # one slice across the axis
+    with pytest.raises(SystemExit):
+        main(["-o", str(tmp_path / "o"), "--config", str(config), str(volume)])  # an input after --config
+    assert f"{volume} is not a bundle config (.json, .yaml); give the inputs before --config" in capsys.readouterr().err
 
 

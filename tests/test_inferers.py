@@ -41,6 +41,15 @@ def test_every_slice_gets_its_neighbours_in_order_with_the_end_slices_repeated(v
     assert source[-1] == source[-2] == n - 1, "past the last slice the last slice is repeated"
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_volumes_thinner_than_a_stack_repeat_their_end_slices(volume, n):
+    thin = volume[..., :n]
+    stacks = torch.cat([NeighbourSliceInferer(2, 2, 2)(thin, Channel(j)) for j in range(5)], dim=1)  # (1, 5, X, Y, n)
+    for k in range(n):
+        expected = thin[0, 0, :, :, [min(max(j, 0), n - 1) for j in range(k - 2, k + 3)]].permute(2, 0, 1)
+        assert torch.equal(stacks[0, :, :, :, k], expected), f"slice {k} of {n}"
+
+
 def test_a_batch_of_volumes_keeps_each_volume_to_itself(volume):
     pair = torch.cat([volume, volume.flip(-1)])  # the second volume's neighbours are the first's reversed
     out = NeighbourSliceInferer(1, 2, 2)(pair, Channel(0))
@@ -64,6 +73,10 @@ def test_bad_arguments_and_shapes_are_refused(volume):
         NeighbourSliceInferer(0)
     with pytest.raises(ValueError, match="spatial_dim"):
         NeighbourSliceInferer(1, spatial_dim=3)
+    with pytest.raises(ValueError, match="sw_batch_size"):
+        NeighbourSliceInferer(1, sw_batch_size=0)
+    with pytest.raises(ValueError, match="no slices"):
+        NeighbourSliceInferer(1)(volume[..., :0], Channel(0))
     with pytest.raises(ValueError, match=r"\(B, 1, X, Y, Z\)"):
         NeighbourSliceInferer(1)(volume[..., 0], Channel(0))
     with pytest.raises(ValueError, match="should map"):

@@ -42,6 +42,15 @@ DEFAULT_RULES = json.dumps({"selections": [{"name": "MR series", "conditions": {
 """Selection rules of the SDK's series selector: the first MR series of the study."""
 
 
+def _variant_configs(folder: Path) -> list[Path] | None:
+    """``[configs/inference.json, configs/inference_<name>.json]`` of the bundle when ``folder`` is its
+    ``models/<name>`` and both configs exist, else None."""
+    folder = folder.resolve()
+    configs = folder.parent.parent / "configs"
+    found = [configs / "inference.json", configs / f"inference_{folder.name}.json"]
+    return found if folder.parent.name == "models" and all(f.is_file() for f in found) else None
+
+
 def model_files(model_path: str | Path | None) -> tuple[list[Path], Path]:
     """``(inference configs, weights)`` for the SDK's ``-m``: a weights file, a bundle folder, a model
     variant's folder, or the shipped bundle.
@@ -58,16 +67,12 @@ def model_files(model_path: str | Path | None) -> tuple[list[Path], Path]:
     if path is None or not path.exists():
         return [config], weights
     if path.is_file():
-        return [config], path
+        return _variant_configs(path.parent) or [config], path
     if (path / "models" / "model.pt").is_file():
         own = path / "configs" / "inference.json"
         return [own if own.is_file() else config], path / "models" / "model.pt"
     if (path / "model.pt").is_file():
-        configs = path.resolve().parent.parent / "configs"
-        variant = configs / f"inference_{path.resolve().name}.json"
-        if path.resolve().parent.name == "models" and variant.is_file() and (configs / "inference.json").is_file():
-            return [configs / "inference.json", variant], path / "model.pt"
-        return [config], path / "model.pt"
+        return _variant_configs(path) or [config], path / "model.pt"
     raise InputError(path, "no model.pt here (expected a weights file, a bundle folder or a folder holding model.pt)")
 
 
@@ -97,7 +102,7 @@ class DenoiseApp(Application):
         loader = CheckedDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_folder, name="dicom_loader")
         selector = RequiredSeriesSelectorOperator(self, input_folder=input_folder, rules=self.rules, name="series_selector")
         to_volume = DICOMSeriesToVolumeOperator(self, name="series_to_volume")
-        denoise = DenoiseOperator(self, network=network, device=self.device, name="denoiser")
+        denoise = DenoiseOperator(self, network=network, input_folder=input_folder, device=self.device, name="denoiser")
         writer = DICOMSeriesWriterOperator(self, output_folder=output_folder, description=description, name="series_writer")
 
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})

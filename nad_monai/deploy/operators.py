@@ -123,12 +123,17 @@ class DenoiseOperator(Operator):
 
     Args:
         network: the network with its weights loaded.
+        input_folder: named in the error message when the network cannot take the volume (a 2.5D
+            network and a single image plane).
         device: where it runs (``None``: a GPU when present, else the CPU).
         batch_size: image planes per network call.
     """
 
-    def __init__(self, fragment: Fragment, *args, network: torch.nn.Module, device: str | None = None, batch_size: int = 2, **kwargs):
+    def __init__(
+        self, fragment: Fragment, *args, network: torch.nn.Module, input_folder: Path, device: str | None = None, batch_size: int = 2, **kwargs
+    ):
         self.denoiser = Denoiser(network, device=device, batch_size=batch_size, axis=0)
+        self.input_folder = Path(input_folder)
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
@@ -140,6 +145,8 @@ class DenoiseOperator(Operator):
         volume = np.asarray(image.asnumpy(), dtype=np.float32)
         if volume.ndim != 3:
             raise ValueError(f"expected a volume (slices, rows, cols), got shape {volume.shape}")
+        if reason := self.denoiser.refusal(torch.from_numpy(volume)[None], axis=0):
+            raise InputError(self.input_folder, reason)
         logger.info(f"denoising {volume.shape[0]} slices of {volume.shape[1]}x{volume.shape[2]} on {self.denoiser.device}")
         denoised = self.denoiser(torch.from_numpy(volume)[None], axis=0)[0].numpy()
         op_output.emit(Image(denoised, dict(image.metadata())), "image")
