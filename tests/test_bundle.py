@@ -125,14 +125,16 @@ def test_shipped_weights_load_strictly_into_the_bundle_network():
     net.load_state_dict(torch.load(ROOT / "bundle" / "models" / "model.pt", weights_only=True), strict=True)
 
 
-def test_evaluation_writes_metrics_csv_and_figures(trained):
-    out = trained / "eval"
-    bundle(
-        "run", "evaluating", "--config_file", f"['{TRAIN}', '{EVALUATE}']", *tiny_overrides(trained),
-        "--output_dir", str(out), "--n_figures", "2",
-    )  # fmt: skip
+def evaluate(run: Path, configs: list[str], n_figures: int) -> tuple[Path, list[list[str]]]:
+    """Evaluate a tiny run's model with ``configs`` and then evaluate.json: the output folder and its per-slice PSNR CSV rows."""
+    out = run / "eval"
+    bundle("run", "evaluating", "--config_file", repr([*configs, EVALUATE]), *tiny_overrides(run), "--output_dir", str(out), "--n_figures", str(n_figures))
     with open(out / "val_psnr_raw.csv") as f:
-        rows = list(csv.reader(f))
+        return out, list(csv.reader(f))
+
+
+def test_evaluation_writes_metrics_csv_and_figures(trained):
+    out, rows = evaluate(trained, [TRAIN], 2)
     assert rows[0][0] == "filename" and len(rows) - 1 >= 5
     assert all(row[0].startswith("dipy_s0.nii.gz#axis2:") and float(row[1]) > 10 for row in rows[1:])
     summary = (out / "metrics.csv").read_text()
@@ -147,13 +149,8 @@ def test_the_2_5d_overlays_train_evaluate_and_denoise_with_neighbouring_slices(t
     assert "validation PSNR on" in result.stdout and "classical Perona-Malik" in result.stdout
     net = UnrolledPeronaMalik(steps=2, context_slices=2)
     net.load_state_dict(torch.load(tmp_path / "models" / "model.pt", weights_only=True), strict=True)
-    out = tmp_path / "eval"
-    bundle(
-        "run", "evaluating", "--config_file", f"['{TRAIN}', '{TRAIN_2_5D}', '{EVALUATE}']", *tiny_overrides(tmp_path),
-        "--output_dir", str(out), "--n_figures", "1",
-    )  # fmt: skip
-    with open(out / "val_psnr_raw.csv") as f:
-        rows = list(csv.reader(f))[1:]
+    out, rows = evaluate(tmp_path, [TRAIN, TRAIN_2_5D], 1)
+    rows = rows[1:]
     assert len(rows) >= 5 and all(float(row[1]) > 10 for row in rows), "scored against the middle slice of each stack"
     assert len(list((out / "figures").glob("*.png"))) == 1
     bundle(
