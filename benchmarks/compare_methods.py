@@ -367,6 +367,12 @@ LEARNED: dict[str, dict] = {
         "network_def": _ablation(context_slices=2),
         "training": {**_with_context(2), **MSE_LOSS, "epochs": 2 * TRAIN_DEFAULTS["epochs"]},
     },
+    "context-slices-2-rician-trained": {
+        "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on Rician noise only, {2 * TRAIN_DEFAULTS['epochs']} epochs",
+        "groups": ("tried",),
+        "network_def": _ablation(context_slices=2),
+        "training": {**_with_context(2), **MSE_LOSS, "noise": ["rician"], "epochs": 2 * TRAIN_DEFAULTS["epochs"]},
+    },
     "twice-the-budget": {
         "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
         "groups": ("tried",),
