@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -266,9 +267,10 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
     write_text_atomic(out / "results.md", "\n".join(lines + group_sections(rows)))
     main_rows = [r for r in rows if in_group(r, "main")]
     plot_psnr_vs_sigma(out / "psnr_vs_sigma.png", main_rows)
+    shown = [r for r in rows if in_group(r, "main") or in_group(r, "figures")]  # "figures": rows drawn beside the main table's
     for setting in dict.fromkeys(r["setting"] for r in main_rows):
         if setting.endswith("0.10") or setting.startswith("mixed"):
-            plot_crops(out, setting, [r["method"] for r in main_rows if r["setting"] == setting], meta["example"])
+            plot_crops(out, setting, [r["method"] for r in shown if r["setting"] == setting], meta["example"])
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -340,9 +342,9 @@ def plot_crops(out: Path, setting: str, methods: list[str], example: str) -> Non
     rows_, cols_ = _crop_window(clean)
     panels = [(m, np.load(example_path(out, setting, m))) for m in methods if example_path(out, setting, m).is_file()]
     n = len(panels) + 1
-    ncols = min(n, 6)
+    ncols = min(n, 7)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.4 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     first = axes.flat[0]
@@ -353,7 +355,7 @@ def plot_crops(out: Path, setting: str, methods: list[str], example: str) -> Non
     for ax, (name, img) in zip(list(axes.flat)[1:], panels):
         psnr = 10 * np.log10(1.0 / max(float(np.mean((img - clean) ** 2)), 1e-12))
         ax.imshow(np.rot90(img[rows_, cols_]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{name}\n{psnr:.2f} dB", fontsize=7, fontweight="bold" if name == OURS else "normal")
+        ax.set_title(f"{textwrap.fill(name, 48)}\n{psnr:.2f} dB", fontsize=7, fontweight="bold" if name == OURS else "normal")
     fig.suptitle(f"Colin27 test slice, {setting}: {CROP}x{CROP} crops (PSNR of the whole slice)", fontsize=9)
     fig.tight_layout()
     _savefig(fig, out / f"crops_{_slug(setting)}.png")

@@ -357,7 +357,7 @@ LEARNED: dict[str, dict] = {
     },
     "context-slices-2-bundle-loss": {
         "name": "ours, 2.5D with two neighbouring slices on each side, the bundle's loss: the shipped 2.5D weights (bundle/models/2.5d)",
-        "groups": ("tried",),
+        "groups": ("tried", "figures"),
         "network_def": _ablation(context_slices=2),
         "training": _with_context(2),
     },
@@ -380,7 +380,8 @@ LEARNED: dict[str, dict] = {
         "training": {"epochs": 2 * TRAIN_DEFAULTS["epochs"]},
     },
 }
-"""Learned rows, by folder name: display name, table groups, the ``network_def`` given to train.json
+"""Learned rows, by folder name: display name, table groups ("figures": also drawn in the crop figures
+beside the main table's rows), the ``network_def`` given to train.json
 and, for a few, other ``training`` overrides of train.json. The seed variant follows the seed project
 (16 shared steps of lam = 0.05, guidance that never trains, no noise-level input); the ablations
 change one thing of ours each, and "seed 1" and "seed 2" are ours with other random seeds (initial
@@ -642,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
         nets[name], network_def = load_network([Path(config)], Path(weights))
         info[name] = {"groups": groups, "weights_digest": file_digest(Path(weights)), "network_def": network_def}
 
-    info.update({name: {"groups": ("tried",)} for name in names if name in VOLUMETRIC})
+    info.update({name: {"groups": ("tried", "figures")} for name in names if name in VOLUMETRIC})
     val = slice_items("nifti", args.datalist, "validation")[:: args.val_every]
     test = slice_items("nifti", args.datalist, "test")[:: args.test_every]
     # every slice of the volumes, for the volumetric rows and the neighbours of 2.5D networks
