@@ -321,8 +321,8 @@ def test_the_shipped_2_5d_model_beats_the_2d_one_inside_the_head_of_a_real_volum
     assert main([str(scan), "-o", str(tmp_path / "stacked"), "--config", *configs, "--quiet"]) == 0
     descrip = nib.load(tmp_path / "stacked" / "scan_denoised.nii.gz").header["descrip"].item().decode()
     assert weights_id(ROOT / "bundle" / "models" / "2.5d" / "model.pt") in descrip, "the 2.5D config's model_file was used"
-    head = torch.from_numpy(head_mask(torch.from_numpy(clean).permute(2, 0, 1)[:, None])[:, 0].permute(1, 2, 0).numpy())
     reference = torch.from_numpy(clean)
+    head = head_mask(reference.permute(2, 0, 1)[:, None])[:, 0].permute(1, 2, 0)
 
     def head_psnr(folder: str) -> float:
         out = torch.from_numpy(nib.load(tmp_path / folder / "scan_denoised.nii.gz").get_fdata(dtype=np.float32))

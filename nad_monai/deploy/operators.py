@@ -145,10 +145,11 @@ class DenoiseOperator(Operator):
         volume = np.asarray(image.asnumpy(), dtype=np.float32)
         if volume.ndim != 3:
             raise ValueError(f"expected a volume (slices, rows, cols), got shape {volume.shape}")
-        if reason := self.denoiser.refusal(torch.from_numpy(volume)[None], axis=0):
+        batch = torch.from_numpy(volume)[None]
+        if reason := self.denoiser.refusal(batch, axis=0):
             raise InputError(self.input_folder, reason)
         logger.info(f"denoising {volume.shape[0]} slices of {volume.shape[1]}x{volume.shape[2]} on {self.denoiser.device}")
-        denoised = self.denoiser(torch.from_numpy(volume)[None], axis=0)[0].numpy()
+        denoised = self.denoiser(batch, axis=0)[0].numpy()
         op_output.emit(Image(denoised, dict(image.metadata())), "image")
 
 
