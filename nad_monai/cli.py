@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders")
     parser.add_argument("-o", "--output", required=True, help="output folder (or output file name for a single input)")
     parser.add_argument("--axis", type=int, choices=(0, 1, 2), default=2, help="NIfTI volume axis to slice across (default 2); DICOM uses its image planes")
+    parser.add_argument(
+        "--all-planes",
+        action="store_true",
+        help="denoise a volume slice by slice across each of its three axes and average the three results (3x the time; volumes with near-isotropic voxels)",
+    )
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=2, help="slices per network call (default 2, fastest on CPU)")
     parser.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), help="denoise in overlapping H x W tiles (large images)")
@@ -89,7 +94,8 @@ def build_denoiser(args: argparse.Namespace) -> Denoiser:
     device = _device(args.device)
     args.weights = args.weights or bundle_weights(args.config)
     network = load_weights(bundle_network(args.config), args.weights, device)
-    return Denoiser(network, device, amp=not args.no_amp, axis=args.axis, batch_size=args.batch_size, roi_size=args.tile, progress=not args.quiet)
+    options = {"axis": args.axis, "batch_size": args.batch_size, "roi_size": args.tile, "progress": not args.quiet, "all_planes": args.all_planes}
+    return Denoiser(network, device, amp=not args.no_amp, **options)
 
 
 def _report(result: Result) -> None:
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("monai").setLevel(logging.WARNING)
     try:
         denoiser = build_denoiser(args)
-        description = f"denoised nad-monai {nad_monai.__version__} {weights_id(args.weights)}"
+        description = f"denoised nad-monai {nad_monai.__version__} {weights_id(args.weights)}" + (" all planes" if args.all_planes else "")
         start = time.perf_counter()
         results = denoise_files(args.inputs, args.output, denoiser, description, args.series, args.overwrite, _report)
     except InputError as err:

@@ -9,7 +9,7 @@ from monai.inferers import SlidingWindowInferer
 from conftest import load_volume
 from nad_monai import UnrolledPeronaMalik
 from nad_monai.datasets import neighbour_indices
-from nad_monai.inferers import NeighbourSliceInferer
+from nad_monai.inferers import MeanOfInferers, NeighbourSliceInferer, volume_slice_inferer
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,21 @@ def test_bad_arguments_and_shapes_are_refused(volume):
         NeighbourSliceInferer(1)(volume[..., 0], Channel(0))
     with pytest.raises(ValueError, match="should map"):
         NeighbourSliceInferer(1)(volume, lambda x: x)  # a network that does not reduce the stack to one slice
+
+
+def test_the_mean_over_planes_averages_each_plane_s_result(volume):
+    planes = [NeighbourSliceInferer(1, axis, 2) for axis in (0, 1, 2)]
+    out = MeanOfInferers(planes)(volume, Channel(0))  # each voxel's neighbour before it, along each axis in turn
+    expected = sum(plane(volume, Channel(0)) for plane in planes) / 3
+    assert out.shape == volume.shape and torch.allclose(out, expected)
+    assert not torch.allclose(out, planes[2](volume, Channel(0))), "the other planes count"
+    with pytest.raises(ValueError, match="at least one inferer"):
+        MeanOfInferers([])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_2d_network_gets_plain_slices_and_a_2_5d_one_stacks(volume, axis):
+    assert torch.equal(volume_slice_inferer(0, axis, 4)(volume, torch.nn.Identity()), volume)
+    assert torch.equal(volume_slice_inferer(1, axis, 4)(volume, Channel(1)), volume), "channel 1 of a 3-slice stack is the slice itself"
+    tiled = volume_slice_inferer(1, axis, 4, roi_size=(16, 16))(volume, Channel(1))
+    assert torch.allclose(tiled, volume, atol=1e-6), "tiles blend back into the slice"
