@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--all-planes",
         action="store_true",
-        help="denoise a volume slice by slice across each of its three axes and average the three results (3x the time; volumes with near-isotropic voxels)",
+        help="denoise a volume across each of its three axes (not only --axis) and average the three results (3x the time; near-isotropic voxels)",
     )
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=2, help="slices per network call (default 2, fastest on CPU)")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("monai").setLevel(logging.WARNING)
     try:
         denoiser = build_denoiser(args)
-        description = f"denoised nad-monai {nad_monai.__version__} {weights_id(args.weights)}" + (" all planes" if args.all_planes else "")
+        description = f"denoised nad-monai {nad_monai.__version__} {weights_id(args.weights)}"
         start = time.perf_counter()
         results = denoise_files(args.inputs, args.output, denoiser, description, args.series, args.overwrite, _report)
     except InputError as err:

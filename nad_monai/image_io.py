@@ -47,6 +47,16 @@ class LoadedImage:
     note: str | None = None
 
 
+def voxel_sizes(loaded: LoadedImage) -> tuple[float, ...] | None:
+    """Voxel edge lengths (mm) along the spatial axes of ``loaded.image`` for a volume, from the NIfTI
+    header or the DICOM geometry; None for 2D images."""
+    if loaded.image.dim() != 4:
+        return None
+    if loaded.format == "nifti":
+        return tuple(float(z) for z in loaded.source.header.get_zooms()[:3])
+    return tuple(float(v) for v in np.linalg.norm(loaded.source.affine[:3, :3], axis=0))
+
+
 def image_format(path: str | os.PathLike) -> str:
     """``"nifti"``, ``"dicom"``, ``"png"`` or ``"jpeg"`` from the path; ``InputError`` for anything else."""
     path = Path(path)

@@ -104,6 +104,10 @@ def load_weights(network: torch.nn.Module, path: str | os.PathLike, device: torc
     return network
 
 
+ANISOTROPY_NOTE = 2.0
+"""Longest over shortest voxel edge above which ``all_planes`` gets a note: slices across the long edge are thick."""
+
+
 class Denoiser:
     """Denoise a channel-first image ``(1, H, W)`` or volume ``(1, X, Y, Z)`` of any intensity units.
 
@@ -143,6 +147,8 @@ class Denoiser:
     ):
         if axis not in (0, 1, 2):
             raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+        if not isinstance(all_planes, bool):  # e.g. "false" from a bundle command line, which is true
+            raise ValueError(f"all_planes must be True or False, got {all_planes!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else default_device()
@@ -225,7 +231,9 @@ def denoise_file(
     """Denoise one input file or DICOM folder into ``output`` (a folder, or a file name for one input).
 
     Raises ``InputError`` (one line, naming the file) for any problem with the input or output;
-    nothing is written then.
+    nothing is written then. With the denoiser's ``all_planes`` a volume's ``description`` gets
+    " all planes", its slice count is the slices of all three planes, and voxels more than
+    ``ANISOTROPY_NOTE`` times longer along one axis than another get a note.
     """
     start = time.perf_counter()
     loaded = image_io.load(path, series=series)
@@ -234,11 +242,16 @@ def denoise_file(
     axis = denoiser.axis if loaded.slice_axis is None else loaded.slice_axis
     if reason := denoiser.refusal(loaded.image, axis):
         raise InputError(path, reason)
-    spatial = loaded.image.shape[1:]
+    spatial, notes = loaded.image.shape[1:], [loaded.note] if loaded.note else []
+    planes = denoiser.all_planes and len(spatial) == 3
+    sizes = image_io.voxel_sizes(loaded) if planes else None
+    if sizes and max(sizes) > ANISOTROPY_NOTE * min(sizes):
+        voxels = " x ".join(f"{v:.2g}" for v in sizes)
+        notes.append(f"voxels of {voxels} mm: two of the three planes see thick slices; all planes is meant for near-isotropic voxels")
     denoised = denoiser(loaded.image, axis)
-    image_io.save(loaded, denoised, out, description, overwrite)
-    slices = 1 if len(spatial) == 2 else spatial[axis]
-    return Result(str(path), str(out), slices, time.perf_counter() - start, note=loaded.note)
+    image_io.save(loaded, denoised, out, description + (" all planes" if planes else ""), overwrite)
+    slices = 1 if len(spatial) == 2 else sum(spatial) if planes else spatial[axis]
+    return Result(str(path), str(out), slices, time.perf_counter() - start, note="; ".join(notes) or None)
 
 
 def denoise_files(

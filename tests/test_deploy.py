@@ -121,6 +121,19 @@ def test_the_2_5d_variant_runs_as_nad_denoise_runs_it(tmp_path):
     assert not (tmp_path / "out_one").exists() or not any((tmp_path / "out_one").iterdir()), "nothing written"
 
 
+def test_all_planes_runs_as_nad_denoise_runs_it(tmp_path):
+    noisy_series(tmp_path / "dicom_in")
+    model = ROOT / "bundle" / "models" / "2.5d"
+    done = run_app("-i", tmp_path / "dicom_in", "-o", tmp_path / "dicom_out", "-m", model, "--all-planes")
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = [str(ROOT / "bundle" / "configs" / name) for name in ("inference.json", "inference_2.5d.json")]
+    assert cli_main([str(tmp_path / "dicom_in"), "-o", str(tmp_path / "cli_out"), "--config", *configs, "--all-planes", "--quiet"]) == 0
+    app = load_series(next((tmp_path / "dicom_out").iterdir()))
+    cli = load_series(tmp_path / "cli_out" / "dicom_in_denoised")
+    assert app.datasets[0].SeriesDescription.endswith("all planes")
+    np.testing.assert_allclose(app.volume, cli.volume, rtol=0, atol=SLOPE)  # the same three planes, averaged
+
+
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
 def test_dciodvfy_finds_no_new_errors(app_run):
     tmp, _, done = app_run

@@ -363,7 +363,7 @@ def test_a_2_5d_network_denoises_volumes_with_their_neighbours_and_refuses_2d_im
 
 
 
-def test_all_planes_averages_the_three_planes_and_beats_each_of_them_on_a_real_volume(tmp_path):
+def test_all_planes_averages_the_three_planes_and_beats_each_of_them_on_a_real_volume(tmp_path, capsys):
     clean = load_volume("colin27_t1.nii.gz")[66:114, 84:132, 68:100].copy()  # 48 x 48 x 32 voxels of 1 mm inside the head
     scan = save_nifti(tmp_path / "scan.nii.gz", noisy(clean), zooms=(1.0, 1.0, 1.0))
     configs = [str(ROOT / "bundle" / "configs" / name) for name in ("inference.json", "inference_2.5d.json")]
@@ -379,3 +379,17 @@ def test_all_planes_averages_the_three_planes_and_beats_each_of_them_on_a_real_v
     assert mean > max(single) + 0.05, f"all planes {mean:.2f} dB vs one plane {[round(s, 2) for s in single]} (measured: 30.55 vs 30.38-30.42)"
     with pytest.raises(ValueError, match=r"a volume of shape \(48, 1, 32\) is too thin to denoise in all three planes"):
         Denoiser(net, device="cpu", all_planes=True)(image[:, :, :1])
+    with pytest.raises(ValueError, match="all_planes must be True or False, got 'false'"):
+        Denoiser(net, device="cpu", all_planes="false")  # what a bundle command line's "--all_planes false" gives
+
+
+def test_all_planes_notes_thick_slices_and_leaves_2d_images_alone(tmp_path, capsys):
+    thick = save_nifti(tmp_path / "thick.nii.gz", noisy(colin_block(slice(80, 84)))[60:100, 60:100], zooms=(1.0, 1.0, 3.0))
+    png = tmp_path / "slice.png"
+    Image.fromarray((noisy(colin_block(slice(80, 81)))[60:100, 60:100, 0] * 255).clip(0, 255).astype(np.uint8)).save(png)
+    assert main([str(thick), str(png), "-o", str(tmp_path / "out"), "--all-planes", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"note   {thick}: voxels of 1 x 1 x 3 mm: two of the three planes see thick slices" in out
+    assert "(84 slices" in out, "40 + 40 + 4 slices in the three planes"
+    assert nib.load(tmp_path / "out" / "thick_denoised.nii.gz").header["descrip"].item().decode().endswith("all planes")
+    assert f"note   {png}" not in out and "(1 slices" in out, "a 2D image is one slice, denoised as without the option"

@@ -1,6 +1,6 @@
 """The MONAI Deploy application: a DICOM folder in, the selected series denoised as a new DICOM series out.
 
-    python -m nad_monai.deploy -i dicom_in -o dicom_out [-m model.pt | bundle_dir] [--rules rules.json]
+    python -m nad_monai.deploy -i dicom_in -o dicom_out [-m model.pt | bundle_dir] [--rules rules.json] [--all-planes]
 
 Pipeline (MONAI Deploy App SDK operators, on Holoscan)::
 
@@ -13,6 +13,8 @@ Pipeline (MONAI Deploy App SDK operators, on Holoscan)::
 bundle/models/2.5d``: the 2.5D model, each slice with its neighbours); without it the shipped
 bundle is used.
 ``--rules`` takes a JSON file of the SDK's selection rules instead of ``DEFAULT_RULES``.
+``--all-planes`` denoises the series across each of its three axes and averages the three results
+(``nad-denoise --all-planes``; for series of near-isotropic voxels).
 
 Exit status 0 when the series was written; 1 with a one-line ``error:`` message when the input
 was bad (no DICOM, no matching series, corrupt file) or the output exists, and then no series
@@ -82,14 +84,15 @@ class DenoiseApp(Application):
     Args:
         rules: selection rules (JSON string of the SDK's format); default ``DEFAULT_RULES``.
         device: where the network runs (``None``: a GPU when present, else the CPU).
+        all_planes: denoise across each of the volume's three axes and average (``Denoiser``'s ``all_planes``).
     """
 
     name = "nad-monai denoiser"
     description = "Neural anisotropic diffusion denoising of a DICOM image series"
     version = nad_monai.__version__
 
-    def __init__(self, *args, rules: str = DEFAULT_RULES, device: str | None = None, **kwargs):
-        self.rules, self.device = rules, device
+    def __init__(self, *args, rules: str = DEFAULT_RULES, device: str | None = None, all_planes: bool = False, **kwargs):
+        self.rules, self.device, self.all_planes = rules, device, all_planes
         super().__init__(*args, **kwargs)
 
     def compose(self):
@@ -97,12 +100,13 @@ class DenoiseApp(Application):
         input_folder, output_folder = Path(context.input_path), Path(context.output_path)
         configs, weights = model_files(context.model_path)
         network = load_weights(bundle_network(configs), weights)
-        description = f"denoised nad-monai {nad_monai.__version__} {weights_id(weights)}"
+        description = f"denoised nad-monai {nad_monai.__version__} {weights_id(weights)}" + (" all planes" if self.all_planes else "")
 
         loader = CheckedDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_folder, name="dicom_loader")
         selector = RequiredSeriesSelectorOperator(self, input_folder=input_folder, rules=self.rules, name="series_selector")
         to_volume = DICOMSeriesToVolumeOperator(self, name="series_to_volume")
-        denoise = DenoiseOperator(self, network=network, input_folder=input_folder, device=self.device, name="denoiser")
+        options = {"device": self.device, "all_planes": self.all_planes}
+        denoise = DenoiseOperator(self, network=network, input_folder=input_folder, **options, name="denoiser")
         writer = DICOMSeriesWriterOperator(self, output_folder=output_folder, description=description, name="series_writer")
 
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--rules", type=Path, help="JSON file of series selection rules (default: the first MR series)")
     own.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when present)")
+    own.add_argument("--all-planes", action="store_true", help="denoise across each of the three axes and average the three results")
     options, rest = own.parse_known_args(argv[1:])
     if "-h" in rest or "--help" in rest:
         print(__doc__)
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError, KeyError, TypeError) as err:
                 raise InputError(options.rules, f"not a JSON file of selection rules ({type(err).__name__}: {err})") from None
         # Holoscan takes argv[0] to be the interpreter and passes the rest on as the app's argv
-        DenoiseApp([sys.executable, *argv[:1], *rest], rules=rules, device=options.device).run()
+        DenoiseApp([sys.executable, *argv[:1], *rest], rules=rules, device=options.device, all_planes=options.all_planes).run()
     except InputError as err:
         if created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # the SDK made it while parsing -o; a failed run leaves nothing behind

@@ -127,12 +127,21 @@ class DenoiseOperator(Operator):
             network and a single image plane).
         device: where it runs (``None``: a GPU when present, else the CPU).
         batch_size: image planes per network call.
+        all_planes: denoise across each of the volume's three axes and average the three results.
     """
 
     def __init__(
-        self, fragment: Fragment, *args, network: torch.nn.Module, input_folder: Path, device: str | None = None, batch_size: int = 2, **kwargs
+        self,
+        fragment: Fragment,
+        *args,
+        network: torch.nn.Module,
+        input_folder: Path,
+        device: str | None = None,
+        batch_size: int = 2,
+        all_planes: bool = False,
+        **kwargs,
     ):
-        self.denoiser = Denoiser(network, device=device, batch_size=batch_size, axis=0)
+        self.denoiser = Denoiser(network, device=device, batch_size=batch_size, axis=0, all_planes=all_planes)
         self.input_folder = Path(input_folder)
         super().__init__(fragment, *args, **kwargs)
 
@@ -148,7 +157,8 @@ class DenoiseOperator(Operator):
         batch = torch.from_numpy(volume)[None]
         if reason := self.denoiser.refusal(batch, axis=0):
             raise InputError(self.input_folder, reason)
-        logger.info(f"denoising {volume.shape[0]} slices of {volume.shape[1]}x{volume.shape[2]} on {self.denoiser.device}")
+        planes = " in all three planes" if self.denoiser.all_planes else ""
+        logger.info(f"denoising {volume.shape[0]} slices of {volume.shape[1]}x{volume.shape[2]}{planes} on {self.denoiser.device}")
         denoised = self.denoiser(batch, axis=0)[0].numpy()
         op_output.emit(Image(denoised, dict(image.metadata())), "image")
 
