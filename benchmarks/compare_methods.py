@@ -30,6 +30,9 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   against the 2D rows (and not on mixed noise, where each slice has its own model and level).
 - Mean rows (``ENSEMBLES``): the mean of the outputs of a few trained learned rows (the three seed
   runs of ours), scored when all of them are in the run.
+- All-planes rows (``ALL_PLANES``): a trained row (2D or 2.5D) run over the whole noisy test volume across
+  each of its three axes, the three results averaged (``nad_monai.inferers.MeanOfInferers``, what
+  ``nad-denoise --all-planes`` does); seconds per slice are three times the row's, as measured in the same run.
 - The shipped bundle weights are scored too, as a row of their own (trained longer, see
   ``bundle/docs/README.md``).
 
@@ -62,6 +65,7 @@ from benchmark_report import example_path, own_member, render_readme, sync_readm
 from nad_monai.baselines import GRIDS, baseline, rician_bias_correction, tune
 from nad_monai.datasets import foreground_fraction, slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images, volumes, with_neighbours
+from nad_monai.inferers import MeanOfInferers, volume_slice_inferer
 from nad_monai.metrics import denoising_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -373,6 +377,12 @@ LEARNED: dict[str, dict] = {
         "network_def": _ablation(context_slices=2),
         "training": {**_with_context(2), **MSE_LOSS, "noise": ["rician"], "epochs": 2 * TRAIN_DEFAULTS["epochs"]},
     },
+    "context-slices-2-multiplanar": {
+        "name": "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on sagittal, coronal and axial stacks, twice the budget",
+        "groups": ("tried",),
+        "network_def": _ablation(context_slices=2),
+        "training": {**_with_context(2), **MSE_LOSS, **MULTIPLANAR, "epochs": 2 * MULTIPLANAR["epochs"]},
+    },
     "twice-the-budget": {
         "name": f"ours, twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
         "groups": ("tried",),
@@ -395,6 +405,14 @@ ENSEMBLES: dict[str, dict] = {
 every member is among the rows of the run. Not a candidate model (it costs the members' parameters
 and time together): it measures how much of the gap to BM3D is run-to-run variance, which averaging
 removes, rather than a bias shared by every run."""
+
+ALL_PLANES: dict[str, dict] = {
+    f"{key}-all-planes": {"name": f"{LEARNED[key]['name']}; mean over the three planes", "groups": ("tried",), "member": key}
+    for key in ("ours", "context-slices-2-twice-the-budget", "context-slices-2-bundle-loss")
+}
+"""Rows that run a trained row (``member``, 2D or 2.5D) over each noisy test volume slice by slice across
+each of its three axes and average the three results (``nad-denoise --all-planes``); built when the
+member is among the rows of the run. Scored on the test slices of the volume, like the ``VOLUMETRIC`` rows."""
 
 
 class MeanOfNetworks(torch.nn.Module):
@@ -633,6 +651,11 @@ def main(argv: list[str] | None = None) -> None:
             members = [LEARNED[key]["name"] for key in spec["members"]]
             nets[spec["name"]] = MeanOfNetworks([nets[m] for m in members])
             info[spec["name"]] = {"groups": spec["groups"], "weights_digest": [info[m]["weights_digest"] for m in members], "network_def": [info[m]["network_def"] for m in members]}
+    for key, spec in ALL_PLANES.items():
+        if spec["member"] in keys:
+            member = LEARNED[spec["member"]]["name"]
+            nets[spec["name"]] = nets[member]
+            info[spec["name"]] = {**{k: info[member][k] for k in ("weights_digest", "network_def")}, "groups": spec["groups"], "all_planes_of": member}
     extra = [(*spec.split("=", 1), ("main",)) for spec in args.learned]
     if not args.no_shipped:  # trained longer than the budget: also a row of the "tried" table
         version = json.loads((ROOT / "bundle/configs/metadata.json").read_text())["version"]
@@ -647,7 +670,7 @@ def main(argv: list[str] | None = None) -> None:
     val = slice_items("nifti", args.datalist, "validation")[:: args.val_every]
     test = slice_items("nifti", args.datalist, "test")[:: args.test_every]
     # every slice of the volumes, for the volumetric rows and the neighbours of 2.5D networks
-    needs_volumes = any(n in VOLUMETRIC for n in names) or any(getattr(net, "context_slices", 0) for net in nets.values())
+    needs_volumes = any(n in VOLUMETRIC for n in names) or any(getattr(net, "context_slices", 0) or "all_planes_of" in info[n] for n, net in nets.items())
     every = {split: slice_items("nifti", args.datalist, split, min_foreground=0) for split in ("validation", "test")} if needs_volumes else None
     if args.quick:
         val, test = val[:3], test[:: max(1, len(test) // 4)][:4]
@@ -745,13 +768,9 @@ def score_setting(
                 best, best_score = tune(method, [v[0] for v in val_volumes], [v[1] for v in val_volumes], head_slices_psnr, grid_, [correct] * len(val_volumes))
             else:
                 best, best_score = record["best"], record["validation_psnr"]
-            denoised, start, pixels = {}, time.perf_counter(), 0
-            for noisy, _, ids in every_volumes["test"].values():
-                y = classical_denoiser(method, best, correct)(noisy)
-                denoised.update({slice_id: y[k : k + 1] for k, slice_id in enumerate(ids)})
-                pixels += noisy.numel()
+            start, pixels = time.perf_counter(), sum(v[0].numel() for v in every_volumes["test"].values())
+            pairs = volume_pairs(test_pairs, every_volumes["test"], classical_denoiser(method, best, correct))
             seconds = (time.perf_counter() - start) * 256 * 256 / pixels
-            pairs = [(denoised[slice_id], clean, slice_id) for _, clean, slice_id in test_pairs]
             record = {"best": best, "validation_psnr": best_score, "volume_seconds_per_256x256": seconds}
         scored(name, key, lambda x: x, {k: record[k] for k in ("best", "validation_psnr", "volume_seconds_per_256x256")}, timed=False, pairs=pairs)
         results[name]["seconds_per_256x256"] = results[name]["volume_seconds_per_256x256"]
@@ -759,6 +778,13 @@ def score_setting(
     for name, net in nets.items():
         key = {"ids": test_ids, "weights": info[name]["weights_digest"], "network_def": info[name]["network_def"]}
         context = getattr(net, "context_slices", 0)
+        if "all_planes_of" in info[name]:  # after its member, whose timing it takes three times
+            key["all_planes"] = True
+            done = cache.get(setting, name, key) and example_path(out, setting, name).is_file()
+            pairs = test_pairs if done else volume_pairs(test_pairs, every_volumes["test"], all_planes(net))
+            scored(name, key, lambda x: x, timed=False, pairs=pairs)
+            results[name]["seconds_per_256x256"] = 3 * results[info[name]["all_planes_of"]]["seconds_per_256x256"]
+            continue
         pairs = with_neighbours(test_pairs, every_volumes["test"], context) if context else None
         scored(name, key, net, pairs=pairs, channels=1 + 2 * context)
 
@@ -777,6 +803,28 @@ def score_setting(
         rows.append(row)
     print(f"  {setting}: " + ", ".join(f"{r['method']} {r['psnr_mean']:.2f}" for r in rows), flush=True)
     return rows, tuning
+
+
+def volume_pairs(test_pairs: list, stacks: dict, denoise_volume) -> list:
+    """``test_pairs`` with each noisy slice replaced by its slice of ``denoise_volume(noisy)``, ``noisy`` the
+    slices ``(Z, 1, H, W)`` of its whole volume in ``stacks`` (``nad_monai.evaluation.volumes``)."""
+    denoised = {}
+    for noisy, _, ids in stacks.values():
+        y = denoise_volume(noisy)
+        denoised.update({slice_id: y[k : k + 1] for k, slice_id in enumerate(ids)})
+    return [(denoised[slice_id], clean, slice_id) for _, clean, slice_id in test_pairs]
+
+
+def all_planes(net: torch.nn.Module):
+    """A volume denoiser for ``volume_pairs``: the slices ``(Z, 1, H, W)`` of a volume run through ``net`` across
+    each of the volume's three axes, the three results averaged (``nad-denoise --all-planes``)."""
+    planes = MeanOfInferers([volume_slice_inferer(getattr(net, "context_slices", 0), axis, sw_batch_size=8) for axis in (0, 1, 2)])
+
+    def denoise(noisy: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return planes(noisy[:, 0].permute(1, 2, 0)[None, None], net)[0, 0].permute(2, 0, 1)[:, None]
+
+    return denoise
 
 
 def head_slices_psnr(denoised: torch.Tensor, clean: torch.Tensor) -> float:
