@@ -167,9 +167,11 @@ class Denoiser:
         slices across ``axis``, or the mean over the three planes with ``all_planes``)."""
         cpu = torch.device("cpu")
         if spatial_dims == 3:
-            options = {"sw_batch_size": self.batch_size, "roi_size": self.roi_size, "overlap": self.overlap, "progress": self.progress}
-            planes = [volume_slice_inferer(self.context, a, sw_device=self.device, device=cpu, **options) for a in ((0, 1, 2) if self.all_planes else (axis,))]
-            return MeanOfInferers(planes) if self.all_planes else planes[0]
+            options = {"sw_batch_size": self.batch_size, "roi_size": self.roi_size, "overlap": self.overlap}
+            options.update(sw_device=self.device, device=cpu, progress=self.progress)
+            if not self.all_planes:
+                return volume_slice_inferer(self.context, axis, **options)
+            return MeanOfInferers([volume_slice_inferer(self.context, a, **options) for a in (0, 1, 2)])
         if self.roi_size:
             tiles = {"overlap": self.overlap, "mode": "gaussian", "progress": self.progress}
             return SlidingWindowInferer(roi_size=self.roi_size, sw_batch_size=self.batch_size, sw_device=self.device, device=cpu, **tiles)
