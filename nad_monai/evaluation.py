@@ -12,9 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from monai.transforms import Compose, CopyItemsd
-from scipy.ndimage import binary_dilation, binary_fill_holes
 
-from transforms import RandNoiseCorruptiond
+from transforms import RandNoiseCorruptiond, background
 
 from .datasets import neighbour_indices
 from .metrics import denoising_metrics, masked_metrics
@@ -24,8 +23,6 @@ SIGMAS = (0.05, 0.10, 0.15, 0.20)
 MIXED_RANGE = (0.05, 0.20)
 """Noise level range of the ``mixed`` setting: one of the three models per image, s uniform in it."""
 
-HEAD_THRESHOLD = 0.1
-"""Clean intensity above which a pixel is head (images in [0, 1]); holes filled, dilated by 2 pixels."""
 
 
 def noisy_pairs(items: Sequence[dict], model: str, sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
@@ -89,11 +86,9 @@ def with_neighbours(
 
 
 def head_mask(clean: torch.Tensor) -> torch.Tensor:
-    """Boolean head mask ``(N, 1, H, W)`` of clean images: above ``HEAD_THRESHOLD``, holes filled, dilated 2 pixels."""
-    masks = []
-    for img in clean[:, 0].cpu().numpy():
-        m = binary_dilation(binary_fill_holes(img > HEAD_THRESHOLD), iterations=2)
-        masks.append(m if m.any() else np.ones_like(m))
+    """Boolean head mask ``(N, 1, H, W)`` of clean images (``transforms.background.head_mask`` of each:
+    above 0.1, holes filled, dilated 2 pixels)."""
+    masks = [background.head_mask(img) for img in clean[:, 0].cpu().numpy()]
     return torch.as_tensor(np.stack(masks)[:, None], device=clean.device)
 
 

@@ -1,4 +1,5 @@
-"""Custom MONAI transforms of nad-monai: exact noise corruption and invertible intensity normalisation.
+"""Custom MONAI transforms of nad-monai: exact noise corruption, invertible intensity normalisation and
+clean references with the air around the head set to zero.
 
 Importable from the repository root and installed with the project, so bundle configs can use
 ``"$import transforms"`` and ``"_target_": "transforms.RandRicianCorruptiond"``.
@@ -13,6 +14,7 @@ from .array import (
     RandSpeckleCorruption,
     corrupt,
 )
+from .background import ZeroBackground, ZeroBackgroundd, ZeroBackgroundD, ZeroBackgroundDict
 from .dictionary import (
     RandGaussianCorruptionD,
     RandGaussianCorruptiond,
@@ -59,6 +61,10 @@ __all__ = [
     "UnitRangeD",
     "UnitRangeDict",
     "UnitRanged",
+    "ZeroBackground",
+    "ZeroBackgroundD",
+    "ZeroBackgroundDict",
+    "ZeroBackgroundd",
     "corrupt",
     "item_seed",
 ]
