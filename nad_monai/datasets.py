@@ -40,6 +40,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FOREGROUND_THRESHOLD = 0.1
 """A pixel is foreground when its normalised intensity exceeds this."""
+MIN_FOREGROUND = 0.15
+"""Default least foreground fraction of a slice that is kept: slices of mostly air are skipped."""
 
 _READERS = {"nifti": (NibabelReader, "NIfTI"), "folder": (PILReader, "PNG/JPEG")}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, as PIL's "L" conversion
@@ -101,7 +103,7 @@ def neighbour_indices(k: int, n: int, context: int) -> list[int]:
 
 
 def volume_slices(
-    volume: torch.Tensor, name: str, subject: str, axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0
+    volume: torch.Tensor, name: str, subject: str, axis: int | Sequence[int] = 2, min_foreground: float = MIN_FOREGROUND, context: int = 0
 ) -> list[dict]:
     """Cut a normalised volume ``(1, X, Y, Z)`` into 2D slice items along spatial ``axis``.
 
@@ -142,7 +144,7 @@ def _load_volume(path: Path, source: str) -> torch.Tensor:
 
 
 def nifti_slices(
-    datalist: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0
+    datalist: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = MIN_FOREGROUND, context: int = 0
 ) -> list[dict]:
     """Slices of every volume in one split of a MONAI decathlon-format datalist of NIfTI files.
 
@@ -215,7 +217,7 @@ def image_folder_slices(folder: str | os.PathLike, split: str | None = None) -> 
     return items
 
 
-def dicom_series_slices(folder: str | os.PathLike, axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0) -> list[dict]:
+def dicom_series_slices(folder: str | os.PathLike, axis: int | Sequence[int] = 2, min_foreground: float = MIN_FOREGROUND, context: int = 0) -> list[dict]:
     """Slices of one DICOM series, read by ``nad_monai.dicom.load_series`` (its rules for folders apply).
 
     ``folder`` is a series folder (one file per slice, or one multi-frame file) or one DICOM file.
@@ -241,7 +243,7 @@ def dicom_series_slices(folder: str | os.PathLike, axis: int | Sequence[int] = 2
 
 
 def slice_items(
-    source: str, path: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = 0.15, context: int = 0
+    source: str, path: str | os.PathLike, split: str = "training", axis: int | Sequence[int] = 2, min_foreground: float = MIN_FOREGROUND, context: int = 0
 ) -> list[dict]:
     """Slice items from any source: ``"nifti"`` (datalist JSON or its folder), ``"folder"`` (PNG/JPEG) or ``"dicom"`` (series).
 
@@ -269,7 +271,7 @@ def slice_dataset(
     transform: Transform | None = None,
     split: str = "training",
     axis: int | Sequence[int] = 2,
-    min_foreground: float = 0.15,
+    min_foreground: float = MIN_FOREGROUND,
     num_workers: int | None = 1,
     context: int = 0,
 ) -> CacheDataset:
