@@ -106,6 +106,17 @@ def load_weights(network: torch.nn.Module, path: str | os.PathLike, device: torc
 
 ANISOTROPY_NOTE = 2.0
 """Longest over shortest voxel edge above which ``all_planes`` gets a note: slices across the long edge are thick."""
+ALL_PLANES_SUFFIX = " all planes"
+"""Ends the description of an output denoised across all three planes."""
+
+
+def anisotropy_note(sizes: Sequence[float]) -> str | None:
+    """The note for a volume denoised with ``all_planes`` whose voxel edges ``sizes`` (mm) differ by more
+    than ``ANISOTROPY_NOTE`` times, else None."""
+    if max(sizes) <= ANISOTROPY_NOTE * min(sizes):
+        return None
+    voxels = " x ".join(f"{v:.2g}" for v in sizes)
+    return f"voxels of {voxels} mm: two of the three planes see thick slices; all planes is meant for near-isotropic voxels"
 
 
 class Denoiser:
@@ -247,11 +258,10 @@ def denoise_file(
     spatial, notes = loaded.image.shape[1:], [loaded.note] if loaded.note else []
     planes = denoiser.all_planes and len(spatial) == 3
     sizes = image_io.voxel_sizes(loaded) if planes else None
-    if sizes and max(sizes) > ANISOTROPY_NOTE * min(sizes):
-        voxels = " x ".join(f"{v:.2g}" for v in sizes)
-        notes.append(f"voxels of {voxels} mm: two of the three planes see thick slices; all planes is meant for near-isotropic voxels")
+    if sizes and (note := anisotropy_note(sizes)):
+        notes.append(note)
     denoised = denoiser(loaded.image, axis)
-    image_io.save(loaded, denoised, out, description + (" all planes" if planes else ""), overwrite)
+    image_io.save(loaded, denoised, out, description + (ALL_PLANES_SUFFIX if planes else ""), overwrite)
     slices = 1 if len(spatial) == 2 else sum(spatial) if planes else spatial[axis]
     return Result(str(path), str(out), slices, time.perf_counter() - start, note="; ".join(notes) or None)
 

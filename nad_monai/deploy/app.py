@@ -37,7 +37,7 @@ import nad_monai
 
 from ..bundle import bundle_root
 from ..errors import InputError
-from ..inference import bundle_network, load_weights, weights_id
+from ..inference import ALL_PLANES_SUFFIX, bundle_network, load_weights, weights_id
 from .operators import CheckedDICOMDataLoaderOperator, DenoiseOperator, DICOMSeriesWriterOperator, RequiredSeriesSelectorOperator
 
 DEFAULT_RULES = json.dumps({"selections": [{"name": "MR series", "conditions": {"Modality": "(?i)MR"}}]})
@@ -100,7 +100,7 @@ class DenoiseApp(Application):
         input_folder, output_folder = Path(context.input_path), Path(context.output_path)
         configs, weights = model_files(context.model_path)
         network = load_weights(bundle_network(configs), weights)
-        description = f"denoised nad-monai {nad_monai.__version__} {weights_id(weights)}" + (" all planes" if self.all_planes else "")
+        description = f"denoised nad-monai {nad_monai.__version__} {weights_id(weights)}" + (ALL_PLANES_SUFFIX if self.all_planes else "")
 
         loader = CheckedDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_folder, name="dicom_loader")
         selector = RequiredSeriesSelectorOperator(self, input_folder=input_folder, rules=self.rules, name="series_selector")

@@ -28,7 +28,7 @@ from pydicom.errors import InvalidDicomError
 
 from ..dicom import DicomSeries, save_derived_series
 from ..errors import InputError
-from ..inference import Denoiser
+from ..inference import Denoiser, anisotropy_note
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ class DenoiseOperator(Operator):
             network and a single image plane).
         device: where it runs (``None``: a GPU when present, else the CPU).
         batch_size: image planes per network call.
-        all_planes: denoise across each of the volume's three axes and average the three results.
+        all_planes: denoise across each of the volume's three axes and average the three results
+            (with a warning when the series' voxels are more than twice as long along one axis).
     """
 
     def __init__(
@@ -159,6 +160,10 @@ class DenoiseOperator(Operator):
             raise InputError(self.input_folder, reason)
         planes = " in all three planes" if self.denoiser.all_planes else ""
         logger.info(f"denoising {volume.shape[0]} slices of {volume.shape[1]}x{volume.shape[2]}{planes} on {self.denoiser.device}")
+        meta = image.metadata()  # the series' spacings (mm), in the volume's (slices, rows, cols) order
+        sizes = [meta.get(f"{axis}_pixel_spacing") for axis in ("depth", "row", "col")]
+        if planes and all(sizes) and (note := anisotropy_note([float(v) for v in sizes])):
+            logger.warning(f"{self.input_folder}: {note}")
         denoised = self.denoiser(batch, axis=0)[0].numpy()
         op_output.emit(Image(denoised, dict(image.metadata())), "image")
 
