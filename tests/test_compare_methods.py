@@ -275,3 +275,35 @@ def test_the_2_5d_rows_train_as_the_bundle_2_5d_overlay_does():
             assert a["image"].shape[0] == 5 and a["label"].shape[0] == 1, section
             assert torch.equal(torch.as_tensor(a["image"]), torch.as_tensor(b["image"])), section
             assert torch.equal(torch.as_tensor(a["label"]), torch.as_tensor(b["label"])), section
+
+
+def test_the_zero_air_row_trains_and_validates_on_references_without_the_noise_floor():
+    """On a real b0 stack, whose air holds the scanner's noise floor: the clean labels of the zero-air row's
+    training crops and validation items are zero outside the head and unchanged inside it; only that differs
+    from the 60-epoch 2.5D row."""
+    from conftest import load_volume
+    from nad_monai.datasets import volume_slices
+    from nad_monai.evaluation import head_mask
+
+    plain, zeroed = (compare_methods.training_config(key, {}) for key in ("context-slices-2-twice-the-budget", "context-slices-2-zero-air"))
+    changed = {k for k in plain.keys() | zeroed.keys() if plain.get(k) != zeroed.get(k)}
+    assert changed == {"train#deterministic_transforms", "validate#preprocessing#transforms"}
+    parser = resolved("context-slices-2-zero-air")
+    volume = torch.from_numpy(load_volume("heudiconv_b0_run1.nii.gz")[None])
+    item = volume_slices(volume, "heudiconv_b0_run1", "b", context=2)[40]
+    middle = torch.as_tensor(item["image"][2:3]).clone()
+    head = torch.as_tensor(head_mask(middle[None])[0])
+    assert middle[~head].mean() > 0.005  # the floor there is to remove
+    for section in ("train#preprocessing", "validate#preprocessing"):
+        pipeline = parser.get_parsed_content(section, instantiate=True)
+        pipeline.set_random_state(seed=3)
+        out = pipeline({**item, "image": torch.as_tensor(item["image"]).clone()})
+        if section == "validate#preprocessing":  # whole slices: compare with the reference pixel by pixel
+            label = torch.as_tensor(out["label"])
+            assert torch.equal(label[head], middle[head]) and torch.all(label[~head] == 0), section
+            assert torch.as_tensor(out["image"])[2:3][~head].mean() > 0.05, "the noise is added after: a Rician floor in the input"
+        else:  # crops: every clean label value is either zero or one of the reference's head values
+            for crop in out:
+                label = torch.as_tensor(crop["label"])
+                assert label.shape[0] == 1 and torch.isin(label[label > 0], middle[head]).all()
+                assert (label == 0).any() or label.min() > 0.1, "air in a crop is exactly zero"
