@@ -133,6 +133,21 @@ def volumes() -> list[Volume]:
     ]
 
 
+def _canonical_quaternion(header: nib.Nifti1Header) -> None:
+    """Make the qform quaternion ``(b, c, d)`` independent of the LAPACK build that nibabel's
+    eigen-decomposition ran on: components under 1e-6 (rounding noise) become 0, and for a half turn
+    (``quatern_a = 0``), where ``q`` and ``-q`` are the same rotation, the first nonzero component is
+    made positive. So the bytes, and the SHA-256 sums, do not depend on the machine."""
+    keys = ("quatern_b", "quatern_c", "quatern_d")
+    q = np.array([float(header[k]) for k in keys])
+    q[np.abs(q) < 1e-6] = 0.0
+    nonzero = np.flatnonzero(q)
+    if nonzero.size and 1.0 - float(np.sum(q**2)) < 1e-6 and q[nonzero[0]] < 0:
+        q = -q
+    for key, value in zip(keys, q):
+        header[key] = value + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
 def write_unit_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
     """Normalise ``data`` to [0, 1] and write it as uint16 with slope 1/SCALE (temp file, then rename)."""
     stored = np.rint(unit_range(data) * SCALE).astype(np.uint16)
@@ -141,6 +156,7 @@ def write_unit_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
     img.header.set_xyzt_units(xyz="mm")
     img.set_qform(affine, code="scanner")
     img.set_sform(affine, code="scanner")
+    _canonical_quaternion(img.header)
     tmp = path.with_name(f".{path.name}.tmp.nii.gz")
     img.to_filename(tmp)
     tmp.replace(path)
