@@ -24,7 +24,6 @@ MIXED_RANGE = (0.05, 0.20)
 """Noise level range of the ``mixed`` setting: one of the three models per image, s uniform in it."""
 
 
-
 def noisy_pairs(items: Sequence[dict], model: str, sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
     """``(noisy, clean, id)`` per slice item, each ``(1, 1, H, W)``, corrupted deterministically.
 

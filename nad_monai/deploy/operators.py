@@ -160,12 +160,12 @@ class DenoiseOperator(Operator):
             raise InputError(self.input_folder, reason)
         planes = " in all three planes" if self.denoiser.all_planes else ""
         logger.info(f"denoising {volume.shape[0]} slices of {volume.shape[1]}x{volume.shape[2]}{planes} on {self.denoiser.device}")
-        meta = image.metadata()  # the series' spacings (mm), in the volume's (slices, rows, cols) order
-        sizes = [meta.get(f"{axis}_pixel_spacing") for axis in ("depth", "row", "col")]
-        if planes and all(sizes) and (note := anisotropy_note([float(v) for v in sizes])):
+        meta = dict(image.metadata())
+        sizes = [meta.get(f"{axis}_pixel_spacing") for axis in ("depth", "row", "col")]  # mm, in the volume's axis order
+        if self.denoiser.all_planes and all(sizes) and (note := anisotropy_note([float(v) for v in sizes])):
             logger.warning(f"{self.input_folder}: {note}")
         denoised = self.denoiser(batch, axis=0)[0].numpy()
-        op_output.emit(Image(denoised, dict(image.metadata())), "image")
+        op_output.emit(Image(denoised, meta), "image")
 
 
 class DICOMSeriesWriterOperator(Operator):
