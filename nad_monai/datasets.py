@@ -29,6 +29,8 @@ import torch
 from monai.data import CacheDataset, MetaTensor, NibabelReader, PILReader, load_decathlon_datalist
 from monai.transforms import LoadImage, Orientation, Transform
 
+from transforms.background import HEAD_THRESHOLD
+
 from .dicom import load_series
 from .errors import InputError
 from .intensity import unit_range
@@ -38,8 +40,6 @@ SOURCES = ("nifti", "folder", "dicom")
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-FOREGROUND_THRESHOLD = 0.1
-"""A pixel is foreground when its normalised intensity exceeds this."""
 MIN_FOREGROUND = 0.15
 """Default least foreground fraction of a slice that is kept: slices of mostly air are skipped."""
 
@@ -91,8 +91,9 @@ def _plain(img: torch.Tensor) -> torch.Tensor:
     return img.float().contiguous()
 
 
-def foreground_fraction(img: torch.Tensor, threshold: float = FOREGROUND_THRESHOLD) -> float:
-    """Fraction of pixels of a [0, 1] image brighter than ``threshold``."""
+def foreground_fraction(img: torch.Tensor, threshold: float = HEAD_THRESHOLD) -> float:
+    """Fraction of pixels of a [0, 1] image brighter than ``threshold`` (default: what the head mask
+    of ``transforms.background`` counts as head)."""
     return float((img > threshold).float().mean())
 
 
@@ -282,7 +283,6 @@ def slice_dataset(
 
 __all__ = [
     "FOLDER_SPLITS",
-    "FOREGROUND_THRESHOLD",
     "SOURCES",
     "dicom_series_slices",
     "foreground_fraction",
