@@ -2,8 +2,8 @@
 
 Rows are dictionaries with ``setting``, ``method``, ``groups`` (space-separated: "main", "ablation", "tried", "longer"),
 ``parameters``, ``seconds_per_256x256``, ``training_seconds`` and ``<metric>_mean`` / ``<metric>_std``
-for every metric in ``METRICS``. The denoised example slice of every row is a ``.npy`` file under
-``OUT/examples/<setting>/`` (``example_path``).
+for every metric in ``METRICS``. The denoised example slice of every row drawn in a crop figure (``drawn``) is a
+``.npy`` file under ``OUT/examples/<setting>/`` (``example_path``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ CROP = 72
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+def drawn(setting: str, groups: Sequence[str]) -> bool:
+    """Whether a row of table ``groups`` on ``setting`` is drawn in a crop figure: the main table's rows and the
+    "figures" rows, at s = 0.10 of each noise model and on mixed noise."""
+    return (setting.endswith("0.10") or setting.startswith("mixed")) and bool({"main", "figures"} & set(groups))
 
 
 def example_path(out: Path, setting: str, name: str) -> Path:
@@ -267,10 +273,10 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
     write_text_atomic(out / "results.md", "\n".join(lines + group_sections(rows)))
     main_rows = [r for r in rows if in_group(r, "main")]
     plot_psnr_vs_sigma(out / "psnr_vs_sigma.png", main_rows)
-    shown = [r for r in rows if in_group(r, "main") or in_group(r, "figures")]  # "figures": rows drawn beside the main table's
     for setting in dict.fromkeys(r["setting"] for r in main_rows):
-        if setting.endswith("0.10") or setting.startswith("mixed"):
-            plot_crops(out, setting, [r["method"] for r in shown if r["setting"] == setting], meta["example"])
+        shown = [r["method"] for r in rows if r["setting"] == setting and drawn(setting, r["groups"].split())]
+        if shown:
+            plot_crops(out, setting, shown, meta["example"])
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -278,6 +284,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, newline="")
+    tmp.replace(path)
+
+
+def save_example(out: Path, setting: str, name: str, image: np.ndarray) -> None:
+    """Keep the example slice ``image`` ``(H, W)`` of row ``name`` on ``setting`` (``example_path``) via a hidden
+    temporary file, so a run stopped midway never leaves half a file for the next to draw."""
+    path = example_path(out, setting, name)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        np.save(f, image)
     tmp.replace(path)
 
 

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from benchmark_report import example_path, own_member, render_readme, sync_readme, write_outputs, write_text_atomic
+from benchmark_report import drawn, example_path, own_member, render_readme, save_example, sync_readme, write_outputs, write_text_atomic
 from nad_monai.baselines import GRIDS, baseline, rician_bias_correction, tune
 from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction, slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images, volumes, with_neighbours
@@ -731,7 +731,8 @@ def score_setting(
     ``every`` holds the items of every slice of the validation and test volumes (``"validation"``, ``"test"``):
     the volumes of the ``VOLUMETRIC`` rows and the neighbouring slices of 2.5D networks (``context_slices``).
     Scores come from the cache when what produced them is unchanged; the denoised ``example`` slice
-    of every row is saved for the crop figures. Returns the table rows and the tuning record.
+    of every row drawn in the crop figures (``benchmark_report.drawn``) is saved for them. Returns the table
+    rows and the tuning record.
     """
     setting = label(model, sigma)
     print(f"{setting}: {len(names)} classical rows tuned on {len(val)} validation slices, {len(nets)} learned rows; {len(test)} test slices", flush=True)
@@ -742,18 +743,21 @@ def score_setting(
     results, tuning = {}, {}
 
     clean_example = next(p[1] for p in test_pairs if p[2] == example)
-    np.save(example_path(out, setting, "clean"), clean_example[0, 0].numpy())
+    save_example(out, setting, "clean", clean_example[0, 0].numpy())
+
+    def missing_example(name: str) -> bool:
+        """Whether row ``name`` is drawn in this setting's crop figure and its denoised example slice is not kept yet."""
+        return drawn(setting, info.get(name, {}).get("groups", ("main",))) and not example_path(out, setting, name).is_file()
 
     def scored(name: str, key: dict, denoise, extra: dict | None = None, timed: bool = True, pairs: list | None = None, channels: int = 1) -> None:
         """Score ``denoise`` on the test ``pairs`` (default: the noisy test slices) unless cached, and time it
         (never cached: a rerun on a quiet machine gives comparable times); keep its denoised example slice
-        for the crop figures."""
+        if the crop figures draw it."""
         pairs = test_pairs if pairs is None else pairs
         record = cache.get(setting, name, key)
-        path = example_path(out, setting, name)
-        if record is None or not path.is_file():
+        if missing_example(name):
             with torch.inference_mode():
-                np.save(path, denoise(next(p[0] for p in pairs if p[2] == example)).clamp(0, 1)[0, 0].numpy())
+                save_example(out, setting, name, denoise(next(p[0] for p in pairs if p[2] == example)).clamp(0, 1)[0, 0].numpy())
         if record is None:
             start = time.perf_counter()
             values = score_images(pairs, denoise)
@@ -785,7 +789,7 @@ def score_setting(
         correct = sigma if model == "rician" else None
         key = {"ids": test_ids, "volumes": sorted(every_volumes["test"]), "val_volumes": sorted(every_volumes["validation"]), "grid": grid_, "correct": correct}
         record, pairs = cache.get(setting, name, key), test_pairs
-        if record is None or not example_path(out, setting, name).is_file():
+        if record is None or missing_example(name):
             if record is None:
                 val_volumes = list(every_volumes["validation"].values())
                 best, best_score = tune(method, [v[0] for v in val_volumes], [v[1] for v in val_volumes], head_slices_psnr, grid_, [correct] * len(val_volumes))
@@ -803,7 +807,7 @@ def score_setting(
         context = getattr(net, "context_slices", 0)
         if "all_planes_of" in info[name]:  # after its member, whose timing it takes three times
             key["all_planes"] = True
-            done = cache.get(setting, name, key) and example_path(out, setting, name).is_file()
+            done = cache.get(setting, name, key) and not missing_example(name)
             pairs = test_pairs if done else volume_pairs(test_pairs, every_volumes["test"], all_planes(net))
             scored(name, key, lambda x: x, timed=False, pairs=pairs)
             results[name]["seconds_per_256x256"] = 3 * results[info[name]["all_planes_of"]]["seconds_per_256x256"]

@@ -223,7 +223,7 @@ def test_2_5d_networks_get_their_neighbours_and_volume_rows_whole_volumes(tmp_pa
     net.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
     names = list(compare_methods.VOLUMETRIC) if importlib.util.find_spec("bm4d") else []
     info = {"2.5D": {"groups": ("tried",), "weights_digest": "untrained", "network_def": {"context_slices": 1}}}
-    info["2.5D, all planes"] = {**info["2.5D"], "all_planes_of": "2.5D"}
+    info["2.5D, all planes"] = {**info["2.5D"], "groups": ("tried", "figures"), "all_planes_of": "2.5D"}  # drawn in the crops
     example = test[len(test) // 2]["id"]
     nets = {"2.5D": net, "2.5D, all planes": net}
     rows, tuning = compare_methods.score_setting(tmp_path, "rician", 0.1, names, nets, info, val, test, example, True, every)
@@ -238,7 +238,9 @@ def test_2_5d_networks_get_their_neighbours_and_volume_rows_whole_volumes(tmp_pa
     planes, single = by_method["2.5D, all planes"], by_method["2.5D"]
     assert planes["psnr_mean"] != single["psnr_mean"] and planes["seconds_per_256x256"] == 3 * single["seconds_per_256x256"]
     assert by_method["2.5D"]["parameters"] == sum(p.numel() for p in net.parameters()) and by_method["2.5D"]["seconds_per_256x256"] > 0
-    assert math.isfinite(by_method["2.5D"]["psnr_mean"]) and (tmp_path / "examples" / "rician-0.10" / "2.5d.npy").is_file()
+    assert math.isfinite(by_method["2.5D"]["psnr_mean"])
+    assert not (tmp_path / "examples" / "rician-0.10" / "2.5d.npy").exists(), "a row the crop figures do not draw keeps no example"
+    assert (tmp_path / "examples" / "rician-0.10" / "noisy-input.npy").is_file() and not list(tmp_path.rglob(".*.tmp"))
     for name in names:  # tuned on the validation volume, scored on the slices every other row is scored on
         assert by_method[name]["psnr_mean"] > by_method["noisy input"]["psnr_mean"] + 3
         assert tuning[name]["best"]["sigma_scale"] in tuning[name]["grid"]["sigma_scale"] and by_method[name]["seconds_per_256x256"] > 0
@@ -307,3 +309,4 @@ def test_the_zero_air_row_trains_and_validates_on_references_without_the_noise_f
                 label = torch.as_tensor(crop["label"])
                 assert label.shape[0] == 1 and torch.isin(label[label > 0], middle[head]).all()
                 assert (label == 0).any() or label.min() > 0.1, "air in a crop is exactly zero"
+
