@@ -394,6 +394,12 @@ LEARNED: dict[str, dict] = {
         "network_def": _ablation(context_slices=2),
         "training": _zero_air({**_with_context(2), **MSE_LOSS, "epochs": 2 * TRAIN_DEFAULTS["epochs"]}),
     },
+    "context-slices-2-zero-air-k16": {
+        "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), {2 * TRAIN_DEFAULTS['epochs']} epochs, the air of the training references set to zero, K = 16",
+        "groups": ("tried",),
+        "network_def": _ablation(context_slices=2, steps=16),
+        "training": _zero_air({**_with_context(2), **MSE_LOSS, "epochs": 2 * TRAIN_DEFAULTS["epochs"]}),
+    },
     "context-slices-2-rician-trained": {
         "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on Rician noise only, {2 * TRAIN_DEFAULTS['epochs']} epochs",
         "groups": ("tried",),
@@ -431,7 +437,7 @@ removes, rather than a bias shared by every run."""
 
 ALL_PLANES: dict[str, dict] = {
     f"{key}-all-planes": {"name": f"{LEARNED[key]['name']}; mean over the three planes", "groups": ("tried",), "member": key}
-    for key in ("ours", "context-slices-2-twice-the-budget", "context-slices-2-zero-air", "context-slices-2-bundle-loss")
+    for key in ("ours", "context-slices-2-twice-the-budget", "context-slices-2-zero-air", "context-slices-2-zero-air-k16", "context-slices-2-bundle-loss")
 }
 """Rows that run a trained row (``member``, 2D or 2.5D) over each noisy test volume slice by slice across
 each of its three axes and average the three results (``nad-denoise --all-planes``); built when the

@@ -310,3 +310,15 @@ def test_the_zero_air_row_trains_and_validates_on_references_without_the_noise_f
                 assert label.shape[0] == 1 and torch.isin(label[label > 0], middle[head]).all()
                 assert (label == 0).any() or label.min() > 0.1, "air in a crop is exactly zero"
 
+
+def test_the_zero_air_k16_row_differs_from_the_zero_air_row_in_its_steps_alone():
+    """The K = 16 zero-air row trains as the zero-air row, with 16 diffusion steps instead of 8, and is
+    also run over the three planes."""
+    base, k16 = compare_methods.LEARNED["context-slices-2-zero-air"], compare_methods.LEARNED["context-slices-2-zero-air-k16"]
+    assert k16["training"] == base["training"]
+    changed = {k for k in base["network_def"].keys() | k16["network_def"].keys() if base["network_def"].get(k) != k16["network_def"].get(k)}
+    assert changed == {"steps"}
+    from monai.bundle import ConfigParser
+
+    assert [ConfigParser({"net": row["network_def"]}).get_parsed_content("net").steps for row in (base, k16)] == [8, 16]
+    assert compare_methods.ALL_PLANES["context-slices-2-zero-air-k16-all-planes"]["member"] == "context-slices-2-zero-air-k16"
