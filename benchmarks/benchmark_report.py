@@ -13,7 +13,8 @@ import io
 import json
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -279,31 +280,34 @@ def write_outputs(out: Path, rows: list[dict], tuning: dict, meta: dict) -> None
             plot_crops(out, setting, shown, meta["example"])
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` as it is (no newline translation) via a hidden temporary file beside it, so a reader
-    never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, newline="")
+@contextmanager
+def _replaced_after(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A hidden temporary path beside ``path`` (ending in ``suffix``, for writers that take the format from it),
+    renamed to ``path`` when the block ends without error, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    yield tmp
     tmp.replace(path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as it is (no newline translation), through a rename."""
+    with _replaced_after(path) as tmp:
+        tmp.write_text(text, newline="")
 
 
 def save_example(out: Path, setting: str, name: str, image: np.ndarray) -> None:
-    """Keep the example slice ``image`` ``(H, W)`` of row ``name`` on ``setting`` (``example_path``) via a hidden
-    temporary file, so a run stopped midway never leaves half a file for the next to draw."""
-    path = example_path(out, setting, name)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
+    """Keep the example slice ``image`` ``(H, W)`` of row ``name`` on ``setting`` (``example_path``), through a
+    rename: a run stopped midway never leaves half a file for the next to draw."""
+    with _replaced_after(example_path(out, setting, name)) as tmp, tmp.open("wb") as f:
         np.save(f, image)
-    tmp.replace(path)
 
 
 def _savefig(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    with _replaced_after(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def plot_psnr_vs_sigma(path: Path, rows: list[dict]) -> None:
