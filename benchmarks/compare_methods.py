@@ -399,6 +399,17 @@ LEARNED: dict[str, dict] = {
     },
     "context-slices-2-zero-air": ZERO_AIR_ROW,
     "context-slices-2-zero-air-k16": {**ZERO_AIR_ROW, "name": f"{ZERO_AIR_ROW['name']}, K = 16", "network_def": _ablation(context_slices=2, steps=16)},
+    "context-slices-2-bundle-loss-zero-air": {
+        **ZERO_AIR_ROW,
+        "name": ZERO_AIR_ROW["name"].replace("(MSE + 0.1 gradient)", "(the bundle's loss)"),
+        "training": _zero_air({**_with_context(2), "epochs": 2 * TRAIN_DEFAULTS["epochs"]}),
+    },
+    "zero-air": {
+        "name": "ours, the air of the training references set to zero",
+        "groups": ("tried",),
+        "network_def": OURS,
+        "training": _zero_air({}),
+    },
     "context-slices-2-rician-trained": {
         "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on Rician noise only, {2 * TRAIN_DEFAULTS['epochs']} epochs",
         "groups": ("tried",),
@@ -436,7 +447,15 @@ removes, rather than a bias shared by every run."""
 
 ALL_PLANES: dict[str, dict] = {
     f"{key}-all-planes": {"name": f"{LEARNED[key]['name']}; mean over the three planes", "groups": ("tried",), "member": key}
-    for key in ("ours", "context-slices-2-twice-the-budget", "context-slices-2-zero-air", "context-slices-2-zero-air-k16", "context-slices-2-bundle-loss")
+    for key in (
+        "ours",
+        "zero-air",
+        "context-slices-2-twice-the-budget",
+        "context-slices-2-zero-air",
+        "context-slices-2-zero-air-k16",
+        "context-slices-2-bundle-loss",
+        "context-slices-2-bundle-loss-zero-air",
+    )
 }
 """Rows that run a trained row (``member``, 2D or 2.5D) over each noisy test volume slice by slice across
 each of its three axes and average the three results (``nad-denoise --all-planes``); built when the

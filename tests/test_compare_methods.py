@@ -322,3 +322,19 @@ def test_the_zero_air_k16_row_differs_from_the_zero_air_row_in_its_steps_alone()
 
     assert [ConfigParser({"net": row["network_def"]}).get_parsed_content("net").steps for row in (base, k16)] == [8, 16]
     assert compare_methods.ALL_PLANES["context-slices-2-zero-air-k16-all-planes"]["member"] == "context-slices-2-zero-air-k16"
+
+
+def test_the_bundle_loss_zero_air_rows_differ_from_their_bases_in_one_thing():
+    """The 2D zero-air row trains as ours with the air of its references zeroed; the 2.5D one as the
+    zero-air row with the bundle's loss in place of the squared error; both are also run over the three planes."""
+
+    def changed(a: str, b: str) -> set:
+        first, second = (compare_methods.training_config(key, {}) for key in (a, b))
+        return {k for k in first.keys() | second.keys() if first.get(k) != second.get(k)}
+
+    assert changed("ours", "zero-air") == {"train#deterministic_transforms", "validate#preprocessing#transforms"}
+    assert changed("context-slices-2-zero-air", "context-slices-2-bundle-loss-zero-air") == {"loss#ssim_weight", "loss#l1_weight", "loss#mse_weight"}
+    loss = resolved("context-slices-2-bundle-loss-zero-air").get_parsed_content("loss", instantiate=True)
+    assert (loss.ssim_weight, loss.l1_weight, loss.gradient_weight, loss.mse_weight) == (1.0, 1.0, 0.1, 0.0)
+    for key in ("zero-air", "context-slices-2-bundle-loss-zero-air"):
+        assert compare_methods.ALL_PLANES[f"{key}-all-planes"]["member"] == key
