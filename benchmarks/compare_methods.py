@@ -201,11 +201,15 @@ def _zero_air(training: dict) -> dict:
     }
 
 
+TWO_SLICES_TWICE_THE_BUDGET = {**_with_context(2), "epochs": 2 * TRAIN_DEFAULTS["epochs"]}
+"""train.json overrides of the 60-epoch two-slice rows with the bundle's loss; the others add ``MSE_LOSS``."""
+
+
 ZERO_AIR_ROW = {
     "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), {2 * TRAIN_DEFAULTS['epochs']} epochs, the air of the training references set to zero",
     "groups": ("tried",),
     "network_def": _ablation(context_slices=2),
-    "training": _zero_air({**_with_context(2), **MSE_LOSS, "epochs": 2 * TRAIN_DEFAULTS["epochs"]}),
+    "training": _zero_air({**TWO_SLICES_TWICE_THE_BUDGET, **MSE_LOSS}),
 }
 """The 60-epoch squared-error two-slice row trained on references whose air is zero; also tried with K = 16."""
 
@@ -395,14 +399,14 @@ LEARNED: dict[str, dict] = {
         "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), twice the budget ({2 * TRAIN_DEFAULTS['epochs']} epochs)",
         "groups": ("tried",),
         "network_def": _ablation(context_slices=2),
-        "training": {**_with_context(2), **MSE_LOSS, "epochs": 2 * TRAIN_DEFAULTS["epochs"]},
+        "training": {**TWO_SLICES_TWICE_THE_BUDGET, **MSE_LOSS},
     },
     "context-slices-2-zero-air": ZERO_AIR_ROW,
     "context-slices-2-zero-air-k16": {**ZERO_AIR_ROW, "name": f"{ZERO_AIR_ROW['name']}, K = 16", "network_def": _ablation(context_slices=2, steps=16)},
     "context-slices-2-bundle-loss-zero-air": {
         **ZERO_AIR_ROW,
         "name": ZERO_AIR_ROW["name"].replace("(MSE + 0.1 gradient)", "(the bundle's loss)"),
-        "training": _zero_air({**_with_context(2), "epochs": 2 * TRAIN_DEFAULTS["epochs"]}),
+        "training": _zero_air(TWO_SLICES_TWICE_THE_BUDGET),
     },
     "zero-air": {
         "name": "ours, the air of the training references set to zero",
@@ -414,7 +418,7 @@ LEARNED: dict[str, dict] = {
         "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on Rician noise only, {2 * TRAIN_DEFAULTS['epochs']} epochs",
         "groups": ("tried",),
         "network_def": _ablation(context_slices=2),
-        "training": {**_with_context(2), **MSE_LOSS, "noise": ["rician"], "epochs": 2 * TRAIN_DEFAULTS["epochs"]},
+        "training": {**TWO_SLICES_TWICE_THE_BUDGET, **MSE_LOSS, "noise": ["rician"]},
     },
     "context-slices-2-multiplanar": {
         "name": "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on sagittal, coronal and axial stacks, twice the budget",
