@@ -162,6 +162,16 @@ def test_a_rows_own_training_settings_apply_and_the_command_line_wins():
     assert compare_methods.training_config("twice-the-budget", {"epochs": 4})["epochs"] == 4
 
 
+def differing_keys(first: dict, second: dict) -> set:
+    """The keys whose values differ between ``first`` and ``second`` (a key missing from one counts)."""
+    return {k for k in first.keys() | second.keys() if first.get(k) != second.get(k)}
+
+
+def training_differences(first: str, second: str) -> set:
+    """The train.json override keys in which learned rows ``first`` and ``second`` differ."""
+    return differing_keys(*(compare_methods.training_config(key, {}) for key in (first, second)))
+
+
 def resolved(key: str):
     """train.json with the training settings of learned row ``key`` applied, as a MONAI ``ConfigParser``."""
     from monai.bundle import ConfigParser
@@ -287,8 +297,7 @@ def test_the_zero_air_row_trains_and_validates_on_references_without_the_noise_f
     from nad_monai.datasets import volume_slices
     from nad_monai.evaluation import head_mask
 
-    plain, zeroed = (compare_methods.training_config(key, {}) for key in ("context-slices-2-twice-the-budget", "context-slices-2-zero-air"))
-    changed = {k for k in plain.keys() | zeroed.keys() if plain.get(k) != zeroed.get(k)}
+    changed = training_differences("context-slices-2-twice-the-budget", "context-slices-2-zero-air")
     assert changed == {"train#deterministic_transforms", "validate#preprocessing#transforms"}
     parser = resolved("context-slices-2-zero-air")
     volume = torch.from_numpy(load_volume("heudiconv_b0_run1.nii.gz")[None])
@@ -316,8 +325,7 @@ def test_the_zero_air_k16_row_differs_from_the_zero_air_row_in_its_steps_alone()
     also run over the three planes."""
     base, k16 = compare_methods.LEARNED["context-slices-2-zero-air"], compare_methods.LEARNED["context-slices-2-zero-air-k16"]
     assert k16["training"] == base["training"]
-    changed = {k for k in base["network_def"].keys() | k16["network_def"].keys() if base["network_def"].get(k) != k16["network_def"].get(k)}
-    assert changed == {"steps"}
+    assert differing_keys(base["network_def"], k16["network_def"]) == {"steps"}
     from monai.bundle import ConfigParser
 
     assert [ConfigParser({"net": row["network_def"]}).get_parsed_content("net").steps for row in (base, k16)] == [8, 16]
@@ -327,13 +335,9 @@ def test_the_zero_air_k16_row_differs_from_the_zero_air_row_in_its_steps_alone()
 def test_the_bundle_loss_zero_air_rows_differ_from_their_bases_in_one_thing():
     """The 2D zero-air row trains as ours with the air of its references zeroed; the 2.5D one as the
     zero-air row with the bundle's loss in place of the squared error; both are also run over the three planes."""
-
-    def changed(a: str, b: str) -> set:
-        first, second = (compare_methods.training_config(key, {}) for key in (a, b))
-        return {k for k in first.keys() | second.keys() if first.get(k) != second.get(k)}
-
-    assert changed("ours", "zero-air") == {"train#deterministic_transforms", "validate#preprocessing#transforms"}
-    assert changed("context-slices-2-zero-air", "context-slices-2-bundle-loss-zero-air") == {"loss#ssim_weight", "loss#l1_weight", "loss#mse_weight"}
+    assert training_differences("ours", "zero-air") == {"train#deterministic_transforms", "validate#preprocessing#transforms"}
+    loss_weights = {"loss#ssim_weight", "loss#l1_weight", "loss#mse_weight"}
+    assert training_differences("context-slices-2-zero-air", "context-slices-2-bundle-loss-zero-air") == loss_weights
     loss = resolved("context-slices-2-bundle-loss-zero-air").get_parsed_content("loss", instantiate=True)
     assert (loss.ssim_weight, loss.l1_weight, loss.gradient_weight, loss.mse_weight) == (1.0, 1.0, 0.1, 0.0)
     for key in ("zero-air", "context-slices-2-bundle-loss-zero-air"):
