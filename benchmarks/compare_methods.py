@@ -205,6 +205,10 @@ TWO_SLICES_TWICE_THE_BUDGET = {**_with_context(2), "epochs": 2 * TRAIN_DEFAULTS[
 """train.json overrides of the 60-epoch two-slice rows with the bundle's loss; the others add ``MSE_LOSS``."""
 
 
+SHIPPED_2_5D = "context-slices-2-bundle-loss-zero-air"
+"""The row whose weights ``bundle/models/2.5d/model.pt`` are: ``bundle/configs/train_2.5d.json`` trains it."""
+
+
 ZERO_AIR_ROW = {
     "name": f"ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), {2 * TRAIN_DEFAULTS['epochs']} epochs, the air of the training references set to zero",
     "groups": ("tried",),
@@ -390,8 +394,8 @@ LEARNED: dict[str, dict] = {
         "training": {**_with_context(2), **MSE_LOSS},
     },
     "context-slices-2-bundle-loss": {
-        "name": "ours, 2.5D with two neighbouring slices on each side, the bundle's loss: the shipped 2.5D weights (bundle/models/2.5d)",
-        "groups": ("tried", "figures"),
+        "name": "ours, 2.5D with two neighbouring slices on each side, the bundle's loss: the 2.5D weights of bundles 0.4.0 and 0.5.0",
+        "groups": ("tried",),
         "network_def": _ablation(context_slices=2),
         "training": _with_context(2),
     },
@@ -403,9 +407,10 @@ LEARNED: dict[str, dict] = {
     },
     "context-slices-2-zero-air": ZERO_AIR_ROW,
     "context-slices-2-zero-air-k16": {**ZERO_AIR_ROW, "name": f"{ZERO_AIR_ROW['name']}, K = 16", "network_def": _ablation(context_slices=2, steps=16)},
-    "context-slices-2-bundle-loss-zero-air": {
+    SHIPPED_2_5D: {
         **ZERO_AIR_ROW,
-        "name": ZERO_AIR_ROW["name"].replace("(MSE + 0.1 gradient)", "(the bundle's loss)"),
+        "name": ZERO_AIR_ROW["name"].replace("(MSE + 0.1 gradient)", "(the bundle's loss)") + ": the shipped 2.5D weights (bundle/models/2.5d)",
+        "groups": ("tried", "figures"),
         "training": _zero_air(TWO_SLICES_TWICE_THE_BUDGET),
     },
     "zero-air": {
@@ -458,7 +463,7 @@ ALL_PLANES: dict[str, dict] = {
         "context-slices-2-zero-air",
         "context-slices-2-zero-air-k16",
         "context-slices-2-bundle-loss",
-        "context-slices-2-bundle-loss-zero-air",
+        SHIPPED_2_5D,
     )
 }
 """Rows that run a trained row (``member``, 2D or 2.5D) over each noisy test volume slice by slice across

@@ -169,8 +169,27 @@ def test_the_2_5d_overlays_keep_the_2d_model_and_ship_the_benchmarked_2_5d_weigh
         assert net.context_slices == 2
     shipped = ROOT / "bundle" / "models" / "2.5d" / "model.pt"
     net.load_state_dict(torch.load(shipped, weights_only=True), strict=True)
-    scored = ROOT / "benchmarks" / "results" / "training" / "context-slices-2-bundle-loss" / "models" / "model.pt"
+    scored = ROOT / "benchmarks" / "results" / "training" / "context-slices-2-bundle-loss-zero-air" / "models" / "model.pt"
     assert shipped.read_bytes() == scored.read_bytes(), "the shipped 2.5D weights are the benchmark row that scores them"
+
+
+def test_the_2_5d_overlay_trains_on_references_with_zero_air_and_evaluation_scores_them_as_they_are():
+    """The shipped 2.5D weights were validated against references whose air was set to zero; evaluating
+    with the same overlay must still score the unaltered reference (evaluate.json resets the transform)."""
+    from conftest import load_volume
+    from nad_monai.datasets import volume_slices
+
+    item = volume_slices(torch.from_numpy(load_volume("dipy_s0.nii.gz")[None]), "dipy_s0", "b", context=2)[4]
+    reference = item["image"][2:3]
+    assert (reference[reference < 0.05] > 0).any(), "the real slice has a noise floor in its air"
+    for files, zeroed in (([TRAIN, TRAIN_2_5D], True), ([TRAIN, TRAIN_2_5D, EVALUATE], False)):
+        parser = ConfigParser()
+        parser.read_config(files)
+        label = torch.as_tensor(parser.get_parsed_content("validate#dataset#transform")({**item, "image": item["image"].clone()})["label"])
+        assert label.shape == reference.shape
+        assert torch.equal(label, reference) is not zeroed, files
+        if zeroed:
+            assert (label == 0).sum() > (reference == 0).sum() and torch.equal(label[label > 0], reference[label > 0])
 
 
 def test_verify_metadata_offline_against_the_kept_schema(tmp_path):

@@ -256,9 +256,10 @@ def test_2_5d_networks_get_their_neighbours_and_volume_rows_whole_volumes(tmp_pa
         assert tuning[name]["best"]["sigma_scale"] in tuning[name]["grid"]["sigma_scale"] and by_method[name]["seconds_per_256x256"] > 0
 
 
-def test_the_2_5d_rows_train_as_the_bundle_2_5d_overlay_does():
-    """The benchmark's 2.5D overrides and bundle/configs/train_2.5d.json insert the middle-slice label at
-    different places; the items they make from the same real stack and random state are the same."""
+def test_the_bundle_2_5d_overlay_trains_as_the_row_whose_weights_it_ships():
+    """The benchmark row of the shipped 2.5D weights and bundle/configs/train_2.5d.json insert the
+    middle-slice label and the zeroed air at different places; they train for as long, with the same
+    loss, and the items they make from the same real stack and random state are the same."""
     from monai.bundle import ConfigParser
 
     from conftest import load_volume
@@ -268,14 +269,15 @@ def test_the_2_5d_rows_train_as_the_bundle_2_5d_overlay_does():
     overlay, benchmark = ConfigParser(), ConfigParser()
     overlay.read_config([str(configs / "train.json"), str(configs / "train_2.5d.json")])
     benchmark.read_config(str(configs / "train.json"))
-    row = compare_methods.LEARNED["context-slices-2"]
+    row = compare_methods.LEARNED[compare_methods.SHIPPED_2_5D]
     for key, value in {**row["training"], "network_def": row["network_def"]}.items():
-        if not key.startswith("loss#"):
-            benchmark[key] = value
+        benchmark[key] = value
     assert overlay.get("network_def") == {**benchmark.get("network_def"), "context_slices": "@context_slices"}
+    assert overlay.get("epochs") == benchmark.get("epochs") == 2 * compare_methods.TRAIN_DEFAULTS["epochs"]
+    assert overlay.get("loss") == benchmark.get("loss"), "the bundle's own loss"
     volume = load_volume("dipy_s0.nii.gz")[None]
     item = volume_slices(torch.from_numpy(volume), "dipy_s0", "b", context=2)[4]
-    for section in ("train#preprocessing", "validate#preprocessing"):
+    for section in ("train#preprocessing", "validate#dataset#transform"):
         outputs = []
         for parser in (overlay, benchmark):
             pipeline = parser.get_parsed_content(section, instantiate=True)

@@ -329,7 +329,7 @@ def test_the_shipped_2_5d_model_beats_the_2d_one_inside_the_head_of_a_real_volum
         return float(10 * torch.log10(1 / ((out - reference)[head] ** 2).mean()))
 
     flat, stacked = head_psnr("flat"), head_psnr("stacked")
-    assert stacked > flat + 1.0, f"2.5D {stacked:.2f} dB vs 2D {flat:.2f} dB inside the head (measured: 28.60 vs 27.00)"
+    assert stacked > flat + 1.0, f"2.5D {stacked:.2f} dB vs 2D {flat:.2f} dB inside the head (measured: 28.85 vs 27.00)"
 
 
 def test_a_2_5d_network_denoises_volumes_with_their_neighbours_and_refuses_2d_images(tmp_path, capsys):
