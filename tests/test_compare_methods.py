@@ -334,6 +334,36 @@ def test_the_zero_air_k16_row_differs_from_the_zero_air_row_in_its_steps_alone()
     assert compare_methods.ALL_PLANES["context-slices-2-zero-air-k16-all-planes"]["member"] == "context-slices-2-zero-air-k16"
 
 
+def test_the_four_slice_zero_air_row_differs_from_the_zero_air_row_in_its_context_alone():
+    """Four neighbouring slices on each side instead of two: the network's input, the training and
+    validation stacks and the slice taken as the label change, nothing else; the label is the zeroed
+    middle slice of a 9-slice stack."""
+    import torch
+    from conftest import load_volume
+
+    from nad_monai.datasets import volume_slices
+    from transforms import ZeroBackground
+
+    base, four = compare_methods.LEARNED["context-slices-2-zero-air"], compare_methods.LEARNED["context-slices-4-zero-air"]
+    assert differing_keys(base["network_def"], four["network_def"]) == {"context_slices"} and four["network_def"]["context_slices"] == 4
+    changed = training_differences("context-slices-2-zero-air", "context-slices-4-zero-air")
+    assert changed == {"network_def", "train#dataset#context", "validate#dataset#context", "train#random_transforms", "validate#preprocessing#transforms"}
+    volume = torch.from_numpy(load_volume("heudiconv_b0_run1.nii.gz")[None])
+    item = volume_slices(volume, "heudiconv_b0_run1", "b", context=4)[40]
+    pipeline = resolved("context-slices-4-zero-air").get_parsed_content("validate#preprocessing", instantiate=True)
+    out = pipeline({**item, "image": torch.as_tensor(item["image"]).clone()})
+    zeroed = ZeroBackground()(torch.as_tensor(item["image"]))
+    assert out["image"].shape[0] == 9 and torch.equal(torch.as_tensor(out["label"]), zeroed[4:5])
+    assert compare_methods.ALL_PLANES["context-slices-4-zero-air-all-planes"]["member"] == "context-slices-4-zero-air"
+
+
+def test_the_rician_trained_zero_air_row_differs_from_the_zero_air_row_in_its_noise_alone():
+    assert training_differences("context-slices-2-zero-air", "context-slices-2-zero-air-rician-trained") == {"noise"}
+    assert resolved("context-slices-2-zero-air-rician-trained").get_parsed_content("noise") == ["rician"]
+    rows = compare_methods.LEARNED
+    assert rows["context-slices-2-zero-air-rician-trained"]["network_def"] == rows["context-slices-2-zero-air"]["network_def"]
+
+
 def test_the_bundle_loss_zero_air_rows_differ_from_their_bases_in_one_thing():
     """The 2D zero-air row trains as ours with the air of its references zeroed; the 2.5D one as the
     zero-air row with the bundle's loss in place of the squared error; both are also run over the three planes."""
