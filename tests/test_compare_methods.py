@@ -364,6 +364,17 @@ def test_the_rician_trained_zero_air_row_differs_from_the_zero_air_row_in_its_no
     assert rows["context-slices-2-zero-air-rician-trained"]["network_def"] == rows["context-slices-2-zero-air"]["network_def"]
 
 
+def test_the_rician_correction_zero_air_row_differs_from_the_rician_trained_one_in_its_correction_alone():
+    from monai.bundle import ConfigParser
+
+    base, corrected = "context-slices-2-zero-air-rician-trained", "context-slices-2-zero-air-rician-correction"
+    assert training_differences(base, corrected) == {"network_def"}
+    assert differing_keys(compare_methods.LEARNED[base]["network_def"], compare_methods.LEARNED[corrected]["network_def"]) == {"rician_correction"}
+    net = ConfigParser({"net": compare_methods.LEARNED[corrected]["network_def"]}).get_parsed_content("net")
+    assert net.bias_gate is not None and net.context_slices == 2
+    assert compare_methods.ALL_PLANES[f"{corrected}-all-planes"]["member"] == corrected
+
+
 def test_the_bundle_loss_zero_air_rows_differ_from_their_bases_in_one_thing():
     """The 2D zero-air row trains as ours with the air of its references zeroed; the 2.5D one as the
     zero-air row with the bundle's loss in place of the squared error; both are also run over the three planes."""
