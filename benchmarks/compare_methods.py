@@ -217,15 +217,6 @@ ZERO_AIR_ROW = {
 }
 """The 60-epoch squared-error two-slice row trained on references whose air is zero; also tried with K = 16."""
 
-FOUR_SLICES_ZERO_AIR_ROW = {
-    **ZERO_AIR_ROW,
-    "name": ZERO_AIR_ROW["name"].replace("two neighbouring slices", "four neighbouring slices"),
-    "network_def": _ablation(context_slices=4),
-    "training": _zero_air({**_with_context(4), "epochs": 2 * TRAIN_DEFAULTS["epochs"], **MSE_LOSS}),
-}
-"""``ZERO_AIR_ROW`` with four neighbouring slices on each side instead of two (up to 4 mm away on the
-1 mm test volume, 6 mm on the 1.5 mm training volumes)."""
-
 
 COMBINED = {
     "name": "ours + multiscale gates + DCT pilot blend + learned Rician bias correction, trained on Rician noise only",
@@ -416,7 +407,12 @@ LEARNED: dict[str, dict] = {
     },
     "context-slices-2-zero-air": ZERO_AIR_ROW,
     "context-slices-2-zero-air-k16": {**ZERO_AIR_ROW, "name": f"{ZERO_AIR_ROW['name']}, K = 16", "network_def": _ablation(context_slices=2, steps=16)},
-    "context-slices-4-zero-air": FOUR_SLICES_ZERO_AIR_ROW,
+    "context-slices-4-zero-air": {  # neighbours up to 4 mm away on the 1 mm test volume, 6 mm on the 1.5 mm training volumes
+        **ZERO_AIR_ROW,
+        "name": ZERO_AIR_ROW["name"].replace("two neighbouring slices", "four neighbouring slices"),
+        "network_def": _ablation(context_slices=4),
+        "training": _zero_air({**_with_context(4), "epochs": 2 * TRAIN_DEFAULTS["epochs"], **MSE_LOSS}),
+    },
     SHIPPED_2_5D: {
         **ZERO_AIR_ROW,
         "name": ZERO_AIR_ROW["name"].replace("(MSE + 0.1 gradient)", "(the bundle's loss)") + ": the shipped 2.5D weights (bundle/models/2.5d)",
