@@ -442,6 +442,12 @@ LEARNED: dict[str, dict] = {
         "network_def": _ablation(context_slices=2, rician_correction=True),
         "training": {**ZERO_AIR_ROW["training"], "noise": ["rician"]},
     },
+    "context-slices-2-zero-air-rician-correction-k16": {
+        **ZERO_AIR_ROW,
+        "name": f"{ZERO_AIR_ROW['name']}, learned Rician bias correction, trained on Rician noise only, K = 16",
+        "network_def": _ablation(context_slices=2, rician_correction=True, steps=16),
+        "training": {**ZERO_AIR_ROW["training"], "noise": ["rician"]},
+    },
     "context-slices-2-multiplanar": {
         "name": "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on sagittal, coronal and axial stacks, twice the budget",
         "groups": ("tried",),
@@ -482,6 +488,7 @@ ALL_PLANES: dict[str, dict] = {
         "context-slices-4-zero-air",
         "context-slices-2-zero-air-rician-trained",
         "context-slices-2-zero-air-rician-correction",
+        "context-slices-2-zero-air-rician-correction-k16",
         "context-slices-2-bundle-loss",
         SHIPPED_2_5D,
     )

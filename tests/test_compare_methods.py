@@ -375,6 +375,14 @@ def test_the_rician_correction_zero_air_row_differs_from_the_rician_trained_one_
     assert compare_methods.ALL_PLANES[f"{corrected}-all-planes"]["member"] == corrected
 
 
+def test_the_k16_rician_correction_row_differs_from_the_rician_correction_row_in_its_steps_alone():
+    base, longer = "context-slices-2-zero-air-rician-correction", "context-slices-2-zero-air-rician-correction-k16"
+    assert training_differences(base, longer) == {"network_def"}
+    assert differing_keys(compare_methods.LEARNED[base]["network_def"], compare_methods.LEARNED[longer]["network_def"]) == {"steps"}
+    assert compare_methods.LEARNED[longer]["network_def"]["steps"] == 16
+    assert compare_methods.ALL_PLANES[f"{longer}-all-planes"]["member"] == longer
+
+
 def test_the_bundle_loss_zero_air_rows_differ_from_their_bases_in_one_thing():
     """The 2D zero-air row trains as ours with the air of its references zeroed; the 2.5D one as the
     zero-air row with the bundle's loss in place of the squared error; both are also run over the three planes."""
