@@ -217,6 +217,21 @@ ZERO_AIR_ROW = {
 }
 """The 60-epoch squared-error two-slice row trained on references whose air is zero; also tried with K = 16."""
 
+ZERO_AIR_RICIAN_ROW = {
+    **ZERO_AIR_ROW,
+    "name": f"{ZERO_AIR_ROW['name']}, trained on Rician noise only",
+    "training": {**ZERO_AIR_ROW["training"], "noise": ["rician"]},
+}
+"""The zero-air row trained on Rician noise alone."""
+RICIAN_CORRECTION_ROW = {
+    **ZERO_AIR_RICIAN_ROW,
+    "name": f"{ZERO_AIR_ROW['name']}, learned Rician bias correction, trained on Rician noise only",
+    "network_def": _ablation(context_slices=2, rician_correction=True),
+}
+"""``ZERO_AIR_RICIAN_ROW`` with the learned Rician bias correction."""
+RICIAN_CORRECTION_K16_ROW = {**RICIAN_CORRECTION_ROW, "name": f"{RICIAN_CORRECTION_ROW['name']}, K = 16", "network_def": {**RICIAN_CORRECTION_ROW["network_def"], "steps": 16}}
+"""``RICIAN_CORRECTION_ROW`` with K = 16 diffusion steps."""
+
 
 COMBINED = {
     "name": "ours + multiscale gates + DCT pilot blend + learned Rician bias correction, trained on Rician noise only",
@@ -431,23 +446,9 @@ LEARNED: dict[str, dict] = {
         "network_def": _ablation(context_slices=2),
         "training": {**TWO_SLICES_TWICE_THE_BUDGET, **MSE_LOSS, "noise": ["rician"]},
     },
-    "context-slices-2-zero-air-rician-trained": {
-        **ZERO_AIR_ROW,
-        "name": f"{ZERO_AIR_ROW['name']}, trained on Rician noise only",
-        "training": {**ZERO_AIR_ROW["training"], "noise": ["rician"]},
-    },
-    "context-slices-2-zero-air-rician-correction": {
-        **ZERO_AIR_ROW,
-        "name": f"{ZERO_AIR_ROW['name']}, learned Rician bias correction, trained on Rician noise only",
-        "network_def": _ablation(context_slices=2, rician_correction=True),
-        "training": {**ZERO_AIR_ROW["training"], "noise": ["rician"]},
-    },
-    "context-slices-2-zero-air-rician-correction-k16": {
-        **ZERO_AIR_ROW,
-        "name": f"{ZERO_AIR_ROW['name']}, learned Rician bias correction, trained on Rician noise only, K = 16",
-        "network_def": _ablation(context_slices=2, rician_correction=True, steps=16),
-        "training": {**ZERO_AIR_ROW["training"], "noise": ["rician"]},
-    },
+    "context-slices-2-zero-air-rician-trained": ZERO_AIR_RICIAN_ROW,
+    "context-slices-2-zero-air-rician-correction": RICIAN_CORRECTION_ROW,
+    "context-slices-2-zero-air-rician-correction-k16": RICIAN_CORRECTION_K16_ROW,
     "context-slices-2-multiplanar": {
         "name": "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on sagittal, coronal and axial stacks, twice the budget",
         "groups": ("tried",),
