@@ -1,6 +1,7 @@
 """Learned peers for the benchmark: DnCNN, and a residual wrapper that turns any image-to-image net into a denoiser.
 
-Both map noisy images ``(N, 1, H, W)`` in [0, 1] to denoised images of the same shape and are
+Both map noisy images ``(N, 1, H, W)`` in [0, 1] (the residual wrapper also 2.5D stacks ``(N, 1 + 2 c, H, W)``
+with c neighbouring slices on each side) to denoised images ``(N, 1, H, W)`` and are
 trained by the bundle's workflow exactly like ``UnrolledPeronaMalik`` (same data, loss, optimiser
 and budget), e.g. with ``--network_def "{'_target_': 'nad_monai.peers.DnCNN'}"``. Their outputs are
 not bounded; evaluation clips them to [0, 1] like every other row.
@@ -47,12 +48,17 @@ class ResidualDenoiser(nn.Module):
     convolution, so the untrained denoiser is the identity.
 
     Args:
-        net: a module mapping ``(N, 1, H, W)`` to ``(N, 1, H, W)``.
+        net: a module mapping ``(N, 1 + 2 c, H, W)`` to ``(N, 1, H, W)``.
+        context_slices: 2.5D input (c): the slice to denoise comes with c neighbouring slices on each
+            side, stacked as channels ``[c before, the slice, c after]`` as for
+            ``UnrolledPeronaMalik(context_slices=c)``; the skip connection adds the middle channel.
     """
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, context_slices: int = 0):
         super().__init__()
-        self.net = net
+        if context_slices < 0:
+            raise ValueError(f"need context_slices >= 0, got {context_slices}")
+        self.net, self.context_slices = net, context_slices
         last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1:]
         for conv in last:
             nn.init.zeros_(conv.weight)
@@ -60,4 +66,7 @@ class ResidualDenoiser(nn.Module):
                 nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.net(x)
+        c = self.context_slices
+        if x.shape[1] != 1 + 2 * c:
+            raise ValueError(f"expected {1 + 2 * c} input channels (context_slices={c}), got {x.shape[1]}")
+        return x[:, c : c + 1] + self.net(x)

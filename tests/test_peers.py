@@ -23,6 +23,29 @@ def test_untrained_peers_are_the_identity_at_any_size(make, size):
         assert torch.equal(net(x), x)
 
 
+@pytest.mark.parametrize("size", [(64, 64), (181, 217)])
+def test_the_2_5d_residual_unet_adds_its_correction_to_the_middle_slice(size):
+    stacks = torch.rand(2, 5, *size)
+    net = ResidualDenoiser(BasicUNet(spatial_dims=2, in_channels=5, out_channels=1), context_slices=2).eval()
+    with torch.no_grad():
+        assert torch.equal(net(stacks), stacks[:, 2:3])  # untrained: the identity on the slice to denoise
+        net.net.final_conv.bias.fill_(0.25)
+        assert torch.allclose(net(stacks), stacks[:, 2:3] + 0.25)
+    with pytest.raises(ValueError, match="expected 5 input channels"):
+        net(stacks[:, :1])
+
+
+def test_the_2_5d_residual_unet_runs_over_a_volume_with_the_neighbour_inferer():
+    """The benchmark's volume inferers stack the neighbours in the order the network's skip connection expects."""
+    from nad_monai.inferers import NeighbourSliceInferer
+
+    volume = torch.rand(1, 1, 32, 33, 34)  # BasicUNet halves each side four times and normalises what is left
+    net = ResidualDenoiser(BasicUNet(spatial_dims=2, in_channels=5, out_channels=1), context_slices=2).eval()
+    with torch.no_grad():
+        for axis in (0, 1, 2):
+            assert torch.equal(NeighbourSliceInferer(context=net.context_slices, spatial_dim=axis, sw_batch_size=4)(volume, net), volume)
+
+
 def test_dncnn_has_the_papers_size_and_every_layer_learns(colin_slice):
     net = DnCNN()
     assert sum(p.numel() for p in net.parameters()) == 556_097
