@@ -230,7 +230,7 @@ RICIAN_CORRECTION_ROW = {
 }
 """``ZERO_AIR_RICIAN_ROW`` with the learned Rician bias correction."""
 RICIAN_CORRECTION_K16_ROW = {**RICIAN_CORRECTION_ROW, "name": f"{RICIAN_CORRECTION_ROW['name']}, K = 16", "network_def": {**RICIAN_CORRECTION_ROW["network_def"], "steps": 16}}
-"""``RICIAN_CORRECTION_ROW`` with K = 16 diffusion steps."""
+"""``RICIAN_CORRECTION_ROW`` with K = 16 diffusion steps; trained with two seeds."""
 
 
 COMBINED = {
@@ -449,6 +449,11 @@ LEARNED: dict[str, dict] = {
     "context-slices-2-zero-air-rician-trained": ZERO_AIR_RICIAN_ROW,
     "context-slices-2-zero-air-rician-correction": RICIAN_CORRECTION_ROW,
     "context-slices-2-zero-air-rician-correction-k16": RICIAN_CORRECTION_K16_ROW,
+    "context-slices-2-zero-air-rician-correction-k16-seed-1": {
+        **RICIAN_CORRECTION_K16_ROW,
+        "name": f"{RICIAN_CORRECTION_K16_ROW['name']}, seed 1",
+        "training": {**RICIAN_CORRECTION_K16_ROW["training"], "seed": 1},
+    },
     "context-slices-2-multiplanar": {
         "name": "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on sagittal, coronal and axial stacks, twice the budget",
         "groups": ("tried",),
@@ -490,6 +495,7 @@ ALL_PLANES: dict[str, dict] = {
         "context-slices-2-zero-air-rician-trained",
         "context-slices-2-zero-air-rician-correction",
         "context-slices-2-zero-air-rician-correction-k16",
+        "context-slices-2-zero-air-rician-correction-k16-seed-1",
         "context-slices-2-bundle-loss",
         SHIPPED_2_5D,
     )

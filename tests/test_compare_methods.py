@@ -383,6 +383,15 @@ def test_the_k16_rician_correction_row_differs_from_the_rician_correction_row_in
     assert compare_methods.ALL_PLANES[f"{longer}-all-planes"]["member"] == longer
 
 
+def test_the_second_seed_of_the_k16_rician_correction_row_differs_from_it_in_its_seed_alone():
+    """A second training run of the K = 16 correction row, to read its gain over BM3D + 1 dB against run-to-run spread."""
+    base, other = "context-slices-2-zero-air-rician-correction-k16", "context-slices-2-zero-air-rician-correction-k16-seed-1"
+    assert training_differences(base, other) == {"seed"}
+    assert resolved(other).get_parsed_content("seed") == 1 and resolved(base).get_parsed_content("seed") != 1
+    assert compare_methods.LEARNED[other]["network_def"] == compare_methods.LEARNED[base]["network_def"]
+    assert compare_methods.ALL_PLANES[f"{other}-all-planes"]["member"] == other
+
+
 def test_the_bundle_loss_zero_air_rows_differ_from_their_bases_in_one_thing():
     """The 2D zero-air row trains as ours with the air of its references zeroed; the 2.5D one as the
     zero-air row with the bundle's loss in place of the squared error; both are also run over the three planes."""
