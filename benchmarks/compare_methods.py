@@ -454,6 +454,15 @@ LEARNED: dict[str, dict] = {
         "name": f"{RICIAN_CORRECTION_K16_ROW['name']}, seed 1",
         "training": {**RICIAN_CORRECTION_K16_ROW["training"], "seed": 1},
     },
+    "context-slices-2-zero-air-rician-trained-basic-unet": {
+        **ZERO_AIR_RICIAN_ROW,
+        "name": ZERO_AIR_RICIAN_ROW["name"].replace("ours, ", "U-Net (MONAI BasicUNet, residual), ", 1),
+        "network_def": {
+            "_target_": "nad_monai.peers.ResidualDenoiser",
+            "context_slices": 2,
+            "net": {"_target_": "monai.networks.nets.BasicUNet", "spatial_dims": 2, "in_channels": 5, "out_channels": 1},
+        },
+    },
     "context-slices-2-multiplanar": {
         "name": "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on sagittal, coronal and axial stacks, twice the budget",
         "groups": ("tried",),
@@ -496,6 +505,7 @@ ALL_PLANES: dict[str, dict] = {
         "context-slices-2-zero-air-rician-correction",
         "context-slices-2-zero-air-rician-correction-k16",
         "context-slices-2-zero-air-rician-correction-k16-seed-1",
+        "context-slices-2-zero-air-rician-trained-basic-unet",
         "context-slices-2-bundle-loss",
         SHIPPED_2_5D,
     )

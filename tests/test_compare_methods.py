@@ -392,6 +392,16 @@ def test_the_second_seed_of_the_k16_rician_correction_row_differs_from_it_in_its
     assert compare_methods.ALL_PLANES[f"{other}-all-planes"]["member"] == other
 
 
+def test_the_2_5d_unet_peer_trains_as_the_rician_correction_rows():
+    """The U-Net peer of the 2.5D Rician rows: MONAI's BasicUNet on the same five-slice stacks, trained with
+    the same data, noise, loss and budget as the Rician-trained and Rician-correction rows; only the network differs."""
+    peer = "context-slices-2-zero-air-rician-trained-basic-unet"
+    for ours in ("context-slices-2-zero-air-rician-trained", "context-slices-2-zero-air-rician-correction", "context-slices-2-zero-air-rician-correction-k16"):
+        assert training_differences(ours, peer) == {"network_def"}, ours
+    net = resolved(peer).get_parsed_content("network_def", instantiate=True)
+    assert net.context_slices == 2 and sum(p.numel() for p in net.parameters()) == 1_978_433 + 4 * 32 * 9  # 4 more input channels
+    assert compare_methods.ALL_PLANES[f"{peer}-all-planes"]["member"] == peer
+
 def test_the_bundle_loss_zero_air_rows_differ_from_their_bases_in_one_thing():
     """The 2D zero-air row trains as ours with the air of its references zeroed; the 2.5D one as the
     zero-air row with the bundle's loss in place of the squared error; both are also run over the three planes."""
