@@ -100,6 +100,13 @@ OURS = {"_target_": "nad_monai.UnrolledPeronaMalik"}
 guidance, refinement, noise-level input; 91,121 parameters)."""
 
 
+BASIC_UNET = {
+    "_target_": "nad_monai.peers.ResidualDenoiser",
+    "net": {"_target_": "monai.networks.nets.BasicUNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1},
+}
+"""The U-Net peer: MONAI's ``BasicUNet`` with a global residual (``nad_monai.peers.ResidualDenoiser``), 1,978,433 parameters."""
+
+
 def _ablation(**changes) -> dict:
     return {**OURS, **changes}
 
@@ -247,10 +254,7 @@ LEARNED: dict[str, dict] = {
     "basic-unet": {
         "name": "U-Net (MONAI BasicUNet, residual)",
         "groups": ("main",),
-        "network_def": {
-            "_target_": "nad_monai.peers.ResidualDenoiser",
-            "net": {"_target_": "monai.networks.nets.BasicUNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1},
-        },
+        "network_def": BASIC_UNET,
     },
     "dncnn": {"name": "DnCNN (17 layers)", "groups": ("main",), "network_def": {"_target_": "nad_monai.peers.DnCNN", "depth": 17}},
     "seed-variant": {
@@ -457,11 +461,7 @@ LEARNED: dict[str, dict] = {
     "context-slices-2-zero-air-rician-trained-basic-unet": {
         **ZERO_AIR_RICIAN_ROW,
         "name": ZERO_AIR_RICIAN_ROW["name"].replace("ours, ", "U-Net (MONAI BasicUNet, residual), ", 1),
-        "network_def": {
-            "_target_": "nad_monai.peers.ResidualDenoiser",
-            "context_slices": 2,
-            "net": {"_target_": "monai.networks.nets.BasicUNet", "spatial_dims": 2, "in_channels": 5, "out_channels": 1},
-        },
+        "network_def": {**BASIC_UNET, "context_slices": 2, "net": {**BASIC_UNET["net"], "in_channels": 1 + 2 * 2}},
     },
     "context-slices-2-multiplanar": {
         "name": "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), trained on sagittal, coronal and axial stacks, twice the budget",

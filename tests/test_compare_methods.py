@@ -402,6 +402,7 @@ def test_the_2_5d_unet_peer_trains_as_the_rician_correction_rows():
     assert net.context_slices == 2 and sum(p.numel() for p in net.parameters()) == 1_978_433 + 4 * 32 * 9  # 4 more input channels
     assert compare_methods.ALL_PLANES[f"{peer}-all-planes"]["member"] == peer
 
+
 def test_the_bundle_loss_zero_air_rows_differ_from_their_bases_in_one_thing():
     """The 2D zero-air row trains as ours with the air of its references zeroed; the 2.5D one as the
     zero-air row with the bundle's loss in place of the squared error; both are also run over the three planes."""
