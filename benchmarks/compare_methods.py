@@ -19,7 +19,7 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   crops, noise, loss, optimiser, schedule, seed and number of epochs, but where a row's own
   ``training`` settings say otherwise (the seed repeats, Rician-only noise, gamma augmentation, the
   T1 template alone or left out, photographs added, no SSIM term in the loss or a squared error,
-  larger crops, twice the budget, and the "longer" rows: the main learned rows trained again for
+  a heavier gradient term, larger crops, twice the budget, and the "longer" rows: the main learned rows trained again for
   ``GPU_EPOCHS`` on a GPU).
   Weights, logs and the override config land in ``OUT/training/<row>/``; a run that was stopped resumes from its last
   checkpoint, a finished one is reused.
@@ -170,6 +170,8 @@ NO_SSIM_LOSS = {"loss#ssim_weight": 0.0}
 """train.json's loss without its SSIM term: L1 + 0.1 x gradient MSE."""
 MSE_LOSS = {"loss#ssim_weight": 0.0, "loss#l1_weight": 0.0, "loss#mse_weight": 1.0}
 """train.json's loss with the squared error, the error PSNR measures, in place of SSIM and L1: MSE + 0.1 x gradient MSE."""
+EDGE_WEIGHTED_LOSS = {"loss#gradient_weight": 1.0}
+"""Ten times train.json's weight on the gradient term, aimed at the Edge MSE (blurred or left-over noise edges cost more)."""
 
 MULTIPLANAR = {"train#dataset#axis": [0, 1, 2], "epochs": 7}
 """Training on sagittal, coronal and axial slices of the default training volumes (validation stays
@@ -458,6 +460,11 @@ LEARNED: dict[str, dict] = {
         "name": f"{RICIAN_CORRECTION_K16_ROW['name']}, seed 1",
         "training": {**RICIAN_CORRECTION_K16_ROW["training"], "seed": 1},
     },
+    "context-slices-2-zero-air-rician-correction-k16-gradient-1": {
+        **RICIAN_CORRECTION_K16_ROW,
+        "name": f"{RICIAN_CORRECTION_K16_ROW['name']}, gradient weight 1 instead of 0.1",
+        "training": {**RICIAN_CORRECTION_K16_ROW["training"], **EDGE_WEIGHTED_LOSS},
+    },
     "context-slices-2-zero-air-rician-trained-basic-unet": {
         **ZERO_AIR_RICIAN_ROW,
         "name": ZERO_AIR_RICIAN_ROW["name"].replace("ours, ", "U-Net (MONAI BasicUNet, residual), ", 1),
@@ -505,6 +512,7 @@ ALL_PLANES: dict[str, dict] = {
         "context-slices-2-zero-air-rician-correction",
         "context-slices-2-zero-air-rician-correction-k16",
         "context-slices-2-zero-air-rician-correction-k16-seed-1",
+        "context-slices-2-zero-air-rician-correction-k16-gradient-1",
         "context-slices-2-zero-air-rician-trained-basic-unet",
         "context-slices-2-bundle-loss",
         SHIPPED_2_5D,

@@ -392,6 +392,15 @@ def test_the_second_seed_of_the_k16_rician_correction_row_differs_from_it_in_its
     assert compare_methods.ALL_PLANES[f"{other}-all-planes"]["member"] == other
 
 
+def test_the_edge_weighted_k16_rician_correction_row_differs_from_it_in_the_gradient_weight_alone():
+    """The K = 16 correction row trained with ten times the loss's gradient weight, aimed at the Edge MSE."""
+    base, other = "context-slices-2-zero-air-rician-correction-k16", "context-slices-2-zero-air-rician-correction-k16-gradient-1"
+    assert training_differences(base, other) == {"loss#gradient_weight"}
+    assert resolved(other).get_parsed_content("loss").gradient_weight == 10 * resolved(base).get_parsed_content("loss").gradient_weight
+    assert compare_methods.LEARNED[other]["network_def"] == compare_methods.LEARNED[base]["network_def"]
+    assert compare_methods.ALL_PLANES[f"{other}-all-planes"]["member"] == other
+
+
 def test_the_2_5d_unet_peer_trains_as_the_rician_correction_rows():
     """The U-Net peer of the 2.5D Rician rows: MONAI's BasicUNet on the same five-slice stacks, trained with
     the same data, noise, loss and budget as the Rician-trained and Rician-correction rows; only the network differs."""
