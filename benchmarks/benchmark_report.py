@@ -9,6 +9,7 @@ for every metric in ``METRICS``. The denoised example slice of every row drawn i
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -32,8 +33,18 @@ CROP = 72
 """Side of the zoomed square of the crop figures, in pixels."""
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+SLUG_LENGTH = 230
+"""Longest file-name stem ``slug`` gives: file names stay under the usual 255-byte limit with an extension and the
+hidden temporary name of an atomic write around them."""
+
+
+def slug(text: str) -> str:
+    """``text`` as a file-name stem: lower case, runs of anything but ``a-z0-9.`` as one "-"; a stem longer than
+    ``SLUG_LENGTH`` is cut and ends in 12 hex digits of its SHA-256 instead, so that long row names stay distinct."""
+    stem = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+    if len(stem) <= SLUG_LENGTH:
+        return stem
+    return f"{stem[: SLUG_LENGTH - 13]}-{hashlib.sha256(stem.encode()).hexdigest()[:12]}"
 
 
 def drawn(setting: str, groups: Sequence[str]) -> bool:
@@ -44,9 +55,9 @@ def drawn(setting: str, groups: Sequence[str]) -> bool:
 
 def example_path(out: Path, setting: str, name: str) -> Path:
     """Where the denoised example slice of row ``name`` on ``setting`` is kept (``(H, W)`` float32 in [0, 1])."""
-    folder = out / "examples" / _slug(setting)
+    folder = out / "examples" / slug(setting)
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{_slug(name)}.npy"
+    return folder / f"{slug(name)}.npy"
 
 
 def in_group(row: dict, group: str) -> bool:
@@ -378,7 +389,7 @@ def plot_crops(out: Path, setting: str, methods: list[str], example: str) -> Non
         ax.set_title(f"{textwrap.fill(name, 48)}\n{psnr:.2f} dB", fontsize=7, fontweight="bold" if name == OURS else "normal")
     fig.suptitle(f"Colin27 test slice, {setting}: {CROP}x{CROP} crops (PSNR of the whole slice)", fontsize=9)
     fig.tight_layout()
-    _savefig(fig, out / f"crops_{_slug(setting)}.png")
+    _savefig(fig, out / f"crops_{slug(setting)}.png")
 
 
 def main(argv: list[str] | None = None) -> None:

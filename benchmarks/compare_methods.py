@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from benchmark_report import drawn, example_path, own_member, render_readme, save_example, sync_readme, write_outputs, write_text_atomic
+from benchmark_report import drawn, example_path, own_member, render_readme, save_example, slug, sync_readme, write_outputs, write_text_atomic
 from nad_monai.baselines import GRIDS, baseline, rician_bias_correction, tune
 from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction, slice_items
 from nad_monai.evaluation import MODELS, SIGMAS, noisy_pairs, score_images, volumes, with_neighbours
@@ -574,10 +574,6 @@ def settings(chosen: list[str] | None, quick: bool) -> list[tuple[str, float | N
 
 def label(model: str, sigma: float | None) -> str:
     return "mixed, s 0.05-0.20" if sigma is None else f"{model} {sigma:.2f}"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
 
 
 def epoch_times(log: Path) -> dict[int, float]:

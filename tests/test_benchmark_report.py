@@ -65,6 +65,17 @@ def test_goal_check_repeats_the_verdicts_with_the_rows_trained_longer():
     assert without_ours == goal_check(ROWS)  # no longer run of ours: no second block
 
 
+def test_slug_keeps_short_names_and_bounds_long_ones_to_writable_distinct_file_names(tmp_path):
+    assert benchmark_report.slug("BM3D (bm3d package)") == "bm3d-bm3d-package"
+    long = "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), learned Rician bias correction, " * 3
+    first, second = benchmark_report.slug(long + "seed 1"), benchmark_report.slug(long + "seed 2")
+    assert len(first) == len(second) == benchmark_report.SLUG_LENGTH and first != second
+    assert first[:-13] == second[:-13] == benchmark_report.slug(long)[: benchmark_report.SLUG_LENGTH - 13]
+    path = tmp_path / f"{first}.json"
+    benchmark_report.write_text_atomic(path, "{}")  # through a hidden temporary name, longer still
+    assert path.read_text() == "{}"
+
+
 def test_grid_edges_flags_only_ends_of_real_grids():
     tuning = {
         "gaussian 0.10": {
