@@ -26,6 +26,11 @@ METRICS = ("psnr", "ssim", "edge_mse", "head_psnr", "head_ssim", "head_edge_mse"
 OURS = "unrolled Perona-Malik (ours)"
 GOAL_SETTING = "rician 0.10"
 BM3D = "BM3D (bm3d package)"
+LEARNED_PEERS = ("U-Net (MONAI BasicUNet, residual)", "DnCNN (17 layers)")
+"""The main table's learned peers that the goal compares ours with."""
+VOLUME_GOAL = "volume-goal"
+"""Group tag of the rows of the second goal check (``volume_goal_verdicts``): rows of ours, and their peers, that see the
+neighbouring slices and run over the three planes of the volume (no table of its own)."""
 GROUP_TITLES = {"main": "Main table", "ablation": "Ablations", "tried": "Trying to improve ours", "longer": "Trained longer on a GPU"}
 REFERENCES = {"ablation": ("noisy input", OURS), "tried": ("noisy input", OURS), "longer": ("noisy input", BM3D, OURS)}
 """Rows of the main table repeated in each other group's section, to read its rows against."""
@@ -134,16 +139,35 @@ def goal_check(rows: list[dict]) -> list[str]:
     at, suffix, retrained = _goal_rows(rows)
     if OURS not in at:
         return []
-    lines = [f"Goal on {GOAL_SETTING} (whole-image means over the test slices):", "", *_goal_verdicts(at)]
+    lines = [f"Goal on {GOAL_SETTING} (whole-image means over the test slices):", "", *_goal_verdicts(at[OURS], at, LEARNED_PEERS)]
     if suffix:
         lines += ["", f"The same with the learned rows trained longer ({suffix[2:]}; see \"{GROUP_TITLES['longer']}\") in place of theirs:", ""]
-        lines += _goal_verdicts(retrained)
+        lines += _goal_verdicts(retrained[OURS], retrained, LEARNED_PEERS)
+    volume = volume_goal_verdicts(rows)
+    if volume:
+        lines += ["", "The same for the rows of ours that see the neighbouring slices, run over the three planes, against their peers that see the volume too:", ""]
+        lines += volume
     return lines + [""]
 
 
-def _goal_verdicts(at: dict[str, dict]) -> list[str]:
-    """The goal's verdict lines for the rows ``at`` (by method name) of the goal setting, ours among them."""
-    ours = at[OURS]
+def volume_goal_verdicts(rows: list[dict]) -> list[str]:
+    """The goal's verdicts on the goal setting for each row of ours tagged ``VOLUME_GOAL`` (method name starting with
+    "ours"), one nested list each: against the main table's BM3D, the other tagged rows as peers (the 2.5D U-Net, BM4D)
+    and, for the Edge MSE, every other method's row of the main table and of the tag."""
+    at = {r["method"]: r for r in rows if r["setting"] == GOAL_SETTING and (in_group(r, "main") or in_group(r, VOLUME_GOAL))}
+    tagged = [m for m, r in at.items() if in_group(r, VOLUME_GOAL)]
+    ours = [m for m in tagged if m.startswith("ours")]
+    peers = [m for m in tagged if m not in ours]
+    lines = []
+    for name in ours:
+        lines += [f"- {name}:", *(f"  {line}" for line in _goal_verdicts(at[name], at, peers))]
+    return lines
+
+
+def _goal_verdicts(ours: dict, at: dict[str, dict], peers: Sequence[str]) -> list[str]:
+    """The goal's verdict lines for row ``ours`` against the rows ``at`` (by method name) of the goal setting: bias-corrected
+    BM3D + 1 dB, each of ``peers`` in PSNR (and in parameters, where it has them), and the lowest Edge MSE of the rows of
+    every other method (not "ours..." nor "unrolled...")."""
     lines = []
 
     def verdict(ok: bool) -> str:
@@ -153,11 +177,11 @@ def _goal_verdicts(at: dict[str, dict]) -> list[str]:
     if bm3d:
         gap = ours["psnr_mean"] - bm3d["psnr_mean"]
         lines.append(f"- ours >= bias-corrected BM3D + 1 dB: {ours['psnr_mean']:.2f} vs {bm3d['psnr_mean']:.2f} dB ({gap:+.2f} dB): {verdict(gap >= 1)}")
-    for peer in ("U-Net (MONAI BasicUNet, residual)", "DnCNN (17 layers)"):
+    for peer in peers:
         if peer in at:
             gap = ours["psnr_mean"] - at[peer]["psnr_mean"]
-            ratio = ours["parameters"] / at[peer]["parameters"]
-            lines.append(f"- ours >= {peer}: {ours['psnr_mean']:.2f} vs {at[peer]['psnr_mean']:.2f} dB ({gap:+.2f} dB), parameters {ratio:.3f} of theirs: {verdict(gap >= 0)}")
+            size = "" if at[peer]["parameters"] in ("", None) else f", parameters {ours['parameters'] / at[peer]['parameters']:.3f} of theirs"
+            lines.append(f"- ours >= {peer}: {ours['psnr_mean']:.2f} vs {at[peer]['psnr_mean']:.2f} dB ({gap:+.2f} dB){size}: {verdict(gap >= 0)}")
     others = {m: r["edge_mse_mean"] for m, r in at.items() if m != "noisy input" and not m.startswith(("ours", "unrolled"))}
     if others:
         best = min(others, key=others.get)
@@ -203,18 +227,20 @@ def group_sections(rows: list[dict]) -> list[str]:
 
 README_BLOCK = re.compile(r"<!-- benchmark:([a-z-]+) -->\n.*?<!-- /benchmark -->", re.S)
 """A block of the README that ``render_readme`` fills: ``<!-- benchmark:NAME -->``, anything, ``<!-- /benchmark -->``."""
-README_BLOCK_NAMES = ("goal", "psnr", *GROUP_TITLES, "goal-longer")
+README_BLOCK_NAMES = ("goal", "psnr", *GROUP_TITLES, "goal-longer", "goal-volume")
 
 
 def readme_blocks(rows: list[dict]) -> dict[str, list[str]]:
     """What the README shows of the benchmark, by block name (``README_BLOCK_NAMES``): "goal" (the verdicts of the main
     rows on the goal setting), "psnr" (PSNR by setting of the main rows), one table of the goal setting per group of
-    ``GROUP_TITLES`` without the training column, and "goal-longer" (the verdicts with the rows trained longer)."""
+    ``GROUP_TITLES`` without the training column, "goal-longer" (the verdicts with the rows trained longer) and
+    "goal-volume" (``volume_goal_verdicts``)."""
     at, suffix, retrained = _goal_rows(rows)
-    blocks = {"goal": _goal_verdicts(at) if OURS in at else [], "psnr": summary_table([r for r in rows if in_group(r, "main")])}
+    blocks = {"goal": _goal_verdicts(at[OURS], at, LEARNED_PEERS) if OURS in at else [], "psnr": summary_table([r for r in rows if in_group(r, "main")])}
     for group in GROUP_TITLES:
         blocks[group] = table([r for r in group_rows(rows, group) if r["setting"] == GOAL_SETTING], training=False)
-    blocks["goal-longer"] = _goal_verdicts(retrained) if suffix else []  # a suffix comes from ours' longer row
+    blocks["goal-longer"] = _goal_verdicts(retrained[OURS], retrained, LEARNED_PEERS) if suffix else []  # a suffix comes from ours' longer row
+    blocks["goal-volume"] = volume_goal_verdicts(rows)
     return blocks
 
 

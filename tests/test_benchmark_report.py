@@ -65,6 +65,33 @@ def test_goal_check_repeats_the_verdicts_with_the_rows_trained_longer():
     assert without_ours == goal_check(ROWS)  # no longer run of ours: no second block
 
 
+def test_the_volume_goal_reads_each_tagged_row_of_ours_against_the_tagged_peers():
+    """Each 2.5D all-planes row of ours tagged for the second goal check gets its own verdicts: against the main table's
+    BM3D, the tagged peers (a 2.5D U-Net, BM4D: no parameters, no ratio) and the Edge MSE of every other method's row."""
+    tag = benchmark_report.VOLUME_GOAL
+    volume = [
+        row("ours, 2.5D, seed 0; mean over the three planes", 31.3, 0.015, parameters=189_320, groups=f"tried {tag}"),
+        row("ours, 2.5D, seed 1; mean over the three planes", 31.1, 0.009, parameters=189_320, groups=f"tried {tag}"),
+        row("U-Net (MONAI BasicUNet, residual), 2.5D; mean over the three planes", 29.7, 0.019, parameters=1_979_585, groups=f"tried {tag}"),
+        row("BM4D (bm4d package, whole volume)", 32.1, 0.010, groups=f"tried figures {tag}"),
+        row("ours, 2.5D, untagged; mean over the three planes", 35.0, 0.001, parameters=1, groups="tried"),
+        row("ours, 2.5D, seed 0; mean over the three planes", 40.0, 0.001, parameters=189_320, groups=f"tried {tag}", setting="rician 0.20"),
+    ]
+    lines = benchmark_report.volume_goal_verdicts(ROWS + volume)
+    assert [line for line in lines if not line.startswith("  ")] == [f"- {r['method']}:" for r in volume[:2]]  # one list per row of ours
+    first = lines[1 : lines.index(f"- {volume[1]['method']}:")]
+    bm3d, unet, bm4d, edge = (next(line for line in first if key in line) for key in ("BM3D", "U-Net", "BM4D", "Edge MSE"))
+    assert bm3d.startswith("  - ") and "31.30 vs 30.20 dB (+1.10 dB): met" in bm3d
+    assert "31.30 vs 29.70 dB (+1.60 dB), parameters 0.096 of theirs: met" in unet
+    assert bm4d.endswith("31.30 vs 32.10 dB (-0.80 dB): **not met**") and "parameters" not in bm4d
+    assert "ours 0.0150, best other BM4D (bm4d package, whole volume) 0.0100: **not met**" in edge  # the untagged row of ours is no rival
+    assert not any("DnCNN" in line for line in lines)  # only the tagged rows are peers
+    assert "ours 0.0090, best other BM4D (bm4d package, whole volume) 0.0100: met" in lines[-1]
+    assert benchmark_report.volume_goal_verdicts(ROWS) == []
+    checked = goal_check(ROWS + volume)
+    assert checked[checked.index(lines[0]) :] == [*lines, ""]  # results.md's goal check ends with them
+
+
 def test_slug_keeps_short_names_and_bounds_long_ones_to_writable_distinct_file_names(tmp_path):
     assert benchmark_report.slug("BM3D (bm3d package)") == "bm3d-bm3d-package"
     long = "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), learned Rician bias correction, " * 3

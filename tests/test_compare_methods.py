@@ -401,6 +401,15 @@ def test_the_edge_weighted_k16_rician_correction_row_differs_from_it_in_the_grad
     assert compare_methods.ALL_PLANES[f"{other}-all-planes"]["member"] == other
 
 
+def test_the_volume_goal_tags_all_planes_rows_of_ours_and_their_peers():
+    """The second goal check (``benchmark_report.volume_goal_verdicts``) reads the all-planes rows of ``VOLUME_GOAL_ROWS``:
+    rows of ours (named "ours...") and the 2.5D U-Net as their learned peer; no other all-planes row is tagged."""
+    tagged = {spec["member"] for spec in compare_methods.ALL_PLANES.values() if compare_methods.VOLUME_GOAL in spec["groups"]}
+    assert tagged == set(compare_methods.VOLUME_GOAL_ROWS) and compare_methods.SHIPPED_2_5D in tagged
+    names = [compare_methods.LEARNED[key]["name"] for key in tagged]
+    assert [n for n in names if not n.startswith("ours")] == [compare_methods.LEARNED["context-slices-2-zero-air-rician-trained-basic-unet"]["name"]]
+
+
 def test_the_2_5d_unet_peer_trains_as_the_rician_correction_rows():
     """The U-Net peer of the 2.5D Rician rows: MONAI's BasicUNet on the same five-slice stacks, trained with
     the same data, noise, loss and budget as the Rician-trained and Rician-correction rows; only the network differs."""
