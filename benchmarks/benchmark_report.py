@@ -132,21 +132,32 @@ def _goal_rows(rows: list[dict]) -> tuple[dict[str, dict], str | None, dict[str,
     return at, suffix, retrained
 
 
+def goal_blocks(rows: list[dict]) -> dict[str, list[str]]:
+    """The goal's verdict lines by README block name: "goal" (ours against the main table's rows; none without ours),
+    "goal-longer" (the learned rows of the "longer" group in place of theirs, the others keeping their main rows,
+    ``_goal_rows``; none without ours' longer row) and "goal-volume" (``volume_goal_verdicts``)."""
+    at, suffix, retrained = _goal_rows(rows)
+    return {
+        "goal": _goal_verdicts(at[OURS], at, LEARNED_PEERS) if OURS in at else [],
+        "goal-longer": _goal_verdicts(retrained[OURS], retrained, LEARNED_PEERS) if suffix else [],  # a suffix comes from ours' longer row
+        "goal-volume": volume_goal_verdicts(rows),
+    }
+
+
 def goal_check(rows: list[dict]) -> list[str]:
     """The benchmark issue's goal on Rician s = 0.10, measured: ours vs BM3D + 1 dB, vs the U-Net and DnCNN, parameters,
-    Edge MSE; then the same with the learned rows of the "longer" group in place of theirs, the others keeping their main
-    rows (``_goal_rows``)."""
-    at, suffix, retrained = _goal_rows(rows)
+    Edge MSE; then the same with the rows trained longer, and for the rows that see the volume (``goal_blocks``)."""
+    at, suffix, _ = _goal_rows(rows)
     if OURS not in at:
         return []
-    lines = [f"Goal on {GOAL_SETTING} (whole-image means over the test slices):", "", *_goal_verdicts(at[OURS], at, LEARNED_PEERS)]
+    blocks = goal_blocks(rows)
+    lines = [f"Goal on {GOAL_SETTING} (whole-image means over the test slices):", "", *blocks["goal"]]
     if suffix:
         lines += ["", f"The same with the learned rows trained longer ({suffix[2:]}; see \"{GROUP_TITLES['longer']}\") in place of theirs:", ""]
-        lines += _goal_verdicts(retrained[OURS], retrained, LEARNED_PEERS)
-    volume = volume_goal_verdicts(rows)
-    if volume:
+        lines += blocks["goal-longer"]
+    if blocks["goal-volume"]:
         lines += ["", "The same for the rows of ours that see the neighbouring slices, run over the three planes, against their peers that see the volume too:", ""]
-        lines += volume
+        lines += blocks["goal-volume"]
     return lines + [""]
 
 
@@ -234,14 +245,12 @@ def readme_blocks(rows: list[dict]) -> dict[str, list[str]]:
     """What the README shows of the benchmark, by block name (``README_BLOCK_NAMES``): "goal" (the verdicts of the main
     rows on the goal setting), "psnr" (PSNR by setting of the main rows), one table of the goal setting per group of
     ``GROUP_TITLES`` without the training column, "goal-longer" (the verdicts with the rows trained longer) and
-    "goal-volume" (``volume_goal_verdicts``)."""
-    at, suffix, retrained = _goal_rows(rows)
-    blocks = {"goal": _goal_verdicts(at[OURS], at, LEARNED_PEERS) if OURS in at else [], "psnr": summary_table([r for r in rows if in_group(r, "main")])}
+    "goal-volume" (the verdicts of the rows that see the volume); the verdicts come from ``goal_blocks``."""
+    verdicts = goal_blocks(rows)
+    blocks = {"goal": verdicts["goal"], "psnr": summary_table([r for r in rows if in_group(r, "main")])}
     for group in GROUP_TITLES:
         blocks[group] = table([r for r in group_rows(rows, group) if r["setting"] == GOAL_SETTING], training=False)
-    blocks["goal-longer"] = _goal_verdicts(retrained[OURS], retrained, LEARNED_PEERS) if suffix else []  # a suffix comes from ours' longer row
-    blocks["goal-volume"] = volume_goal_verdicts(rows)
-    return blocks
+    return {**blocks, "goal-longer": verdicts["goal-longer"], "goal-volume": verdicts["goal-volume"]}
 
 
 def render_readme(text: str, rows: list[dict], source: str = "README") -> str:
