@@ -13,7 +13,10 @@ learns the biased mean, so its outputs are bias-corrected like the classical row
 one Adam step on a batch of random crops. The network gets its input alone, as in the benchmark (rows
 with a noise-level input estimate it); the known ``s`` (as the classical rows get it) sets only the
 recorruption and the bias correction. It adapts on the scored slices, or on every n-th slice of the
-test volume (``--adapt-every 1``: the whole study, as a user would). Two measurements on top:
+test volume (``--adapt-every 1``: the whole study, as a user would). A 2.5D row (``context_slices``)
+adapts on the stacks of every slice of the test volume and learns its middle slice; with
+``--all-planes`` a row is scored as ``nad-denoise --all-planes`` runs it (the mean over the volume's
+three planes) and adapts on the slices, or stacks, of all three planes. Two measurements on top:
 ``--ensemble`` also scores the mean output over the 8 flips and quarter turns of each slice, and
 ``--bm3d-pilot`` gives a row with a pilot estimate the ``bm3d`` package's in its place, to see
 whether the network can improve on BM3D when handed its estimate. Prints PSNR, SSIM and Edge MSE
@@ -28,17 +31,17 @@ import argparse
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import ROOT, TRAIN_CONFIG, load_network
+from compare_methods import ROOT, TRAIN_CONFIG, all_planes, load_network, volume_pairs
 
 from nad_monai.baselines import rician_bias_correction
-from nad_monai.datasets import slice_items
-from nad_monai.evaluation import noisy_pairs, score_images
+from nad_monai.datasets import neighbour_indices, slice_items
+from nad_monai.evaluation import noisy_pairs, score_images, volumes, with_neighbours
 
 METRICS = ("psnr", "head_psnr", "ssim", "head_ssim", "edge_mse", "head_edge_mse")
 
@@ -50,7 +53,7 @@ def recorrupted_pair(y: torch.Tensor, sigma: float, alpha: float, generator: tor
 
 
 def random_crops(images: torch.Tensor, size: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` random ``size`` x ``size`` crops ``(count, 1, size, size)`` of images ``(N, 1, H, W)``."""
+    """``count`` random ``size`` x ``size`` crops ``(count, C, size, size)`` of images ``(N, C, H, W)``."""
     n, _, h, w = images.shape
     index = torch.randint(n, (count,), generator=generator)
     top = torch.randint(h - size + 1, (count,), generator=generator)
@@ -58,19 +61,45 @@ def random_crops(images: torch.Tensor, size: int, count: int, generator: torch.G
     return torch.stack([images[i, :, t : t + size, s : s + size] for i, t, s in zip(index.tolist(), top.tolist(), left.tolist())])
 
 
-def adapt(
-    net: torch.nn.Module, noisy: torch.Tensor, sigma: float, iterations: int, lr: float, alpha: float = 0.5, crop: int = 64, batch: int = 8, seed: int = 0
-) -> torch.nn.Module:
-    """A copy of ``net`` fine-tuned by Recorrupted-to-Recorrupted on ``noisy`` ``(N, 1, H, W)`` images of noise level ``sigma``.
+def plane_stacks(slices: torch.Tensor, context: int, axes: Sequence[int]) -> list[torch.Tensor]:
+    """The stacks ``(D, 1 + 2 context, H, W)`` of every slice of a volume cut across each of ``axes`` (0, 1, 2 of
+    ``X, Y, Z``), given its slices ``(Z, 1, X, Y)`` (``nad_monai.evaluation.volumes``): the slice and its ``context``
+    neighbours on each side, ends repeated (``neighbour_indices``), as ``NeighbourSliceInferer`` hands them to a
+    2.5D network; ``context`` 0 gives the slices ``(D, 1, H, W)`` themselves."""
+    volume = slices[:, 0].permute(1, 2, 0)
+    stacks = []
+    for axis in axes:
+        cut = torch.movedim(volume, axis, 0)
+        stacks.append(torch.stack([cut[neighbour_indices(k, len(cut), context)] for k in range(len(cut))]))
+    return stacks
 
-    Adam at ``lr``, gradients clipped to norm 1, ``iterations`` steps of ``batch`` random ``crop``-pixel crops.
+
+def adapt(
+    net: torch.nn.Module,
+    noisy: torch.Tensor | Sequence[torch.Tensor],
+    sigma: float,
+    iterations: int,
+    lr: float,
+    alpha: float = 0.5,
+    crop: int = 64,
+    batch: int = 8,
+    seed: int = 0,
+) -> torch.nn.Module:
+    """A copy of ``net`` fine-tuned by Recorrupted-to-Recorrupted on ``noisy`` images ``(N, C, H, W)`` of noise level ``sigma``.
+
+    ``C`` is 1, or ``1 + 2 c`` for the stacks of a 2.5D network, whose target is the middle slice; ``noisy`` may
+    also be a list of such tensors (the stacks of each plane, ``plane_stacks``), each batch drawn from one of them
+    at random. Adam at ``lr``, gradients clipped to norm 1, ``iterations`` steps of ``batch`` random ``crop``-pixel crops.
     """
+    planes = [noisy] if isinstance(noisy, torch.Tensor) else list(noisy)
     net = copy.deepcopy(net).train()
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(iterations):
-        y1, y2 = recorrupted_pair(random_crops(noisy, crop, batch, generator), sigma, alpha, generator)
-        loss = torch.nn.functional.mse_loss(net(y1), y2)
+        images = planes[int(torch.randint(len(planes), (1,), generator=generator))] if len(planes) > 1 else planes[0]
+        y1, y2 = recorrupted_pair(random_crops(images, crop, batch, generator), sigma, alpha, generator)
+        middle = y2.size(1) // 2
+        loss = torch.nn.functional.mse_loss(net(y1), y2[:, middle : middle + 1])
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -114,9 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="recorruption strength")
     parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
     parser.add_argument("--test-every", type=int, default=2, help="score every n-th test slice (the committed run's protocol: 2)")
-    parser.add_argument("--adapt-every", type=int, help="adapt on every n-th test slice (default: the scored ones; 1: the whole volume)")
+    parser.add_argument("--adapt-every", type=int, help="adapt on every n-th test slice (default: the scored ones; 1: the whole volume); 2.5D rows and --all-planes adapt on the whole volume")
     parser.add_argument("--bm3d-pilot", action="store_true", help="replace the row's pilot estimate by the bm3d package's (a row with a pilot)")
     parser.add_argument("--ensemble", action="store_true", help="also score the mean over the 8 flips and quarter turns of each slice (8 times the scoring)")
+    parser.add_argument("--all-planes", action="store_true", help="score the mean over the test volume's three planes and adapt on all three (nad-denoise --all-planes)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="JSON file for the scores (written via a temporary file)")
     args = parser.parse_args(argv)
@@ -129,12 +159,20 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(trained, "pilot", None) is None:
             parser.error(f"{folder}: --bm3d-pilot needs a row whose network has a pilot estimate")
         trained.pilot = BM3DPilot()
+    if args.ensemble and args.all_planes:
+        parser.error("--ensemble scores single slices; it does not combine with --all-planes")
+    context = getattr(trained, "context_slices", 0)
     volume = slice_items("nifti", args.datalist, "test")
     test, seen = volume[:: args.test_every], volume[:: args.adapt_every or args.test_every]
     records = []
     for sigma in args.sigmas:
         pairs = noisy_pairs(test, "rician", sigma)
-        noisy = torch.cat([p[0] for p in noisy_pairs(seen, "rician", sigma)])  # the noise of a slice depends on its id alone
+        # the noise of a slice depends on its id alone, so a slice of the whole volume is the very slice of pairs
+        whole = volumes(noisy_pairs(slice_items("nifti", args.datalist, "test", min_foreground=0), "rician", sigma)) if context or args.all_planes else {}
+        if whole:  # the whole test volume: stacks (or slices) of every plane scored
+            noisy = [s for slices, _, _ in whole.values() for s in plane_stacks(slices, context, (0, 1, 2) if args.all_planes else (2,))]
+        else:
+            noisy = [torch.cat([p[0] for p in noisy_pairs(seen, "rician", sigma)])]
         runs = [(0, 0.0)] if 0 in args.iterations else []
         runs += [(it, lr) for it in args.iterations if it > 0 for lr in args.lr]
         for iterations, lr in runs:
@@ -143,13 +181,17 @@ def main(argv: list[str] | None = None) -> None:
             seconds = time.perf_counter() - start
             for ensemble in (False, True) if args.ensemble else (False,):
                 with torch.inference_mode():  # one pass, scored both ways
-                    outputs = [(dihedral_mean(net, x) if ensemble else net(x), clean, key) for x, clean, key in pairs]
+                    if args.all_planes:
+                        outputs = volume_pairs(pairs, whole, all_planes(net))
+                    else:
+                        stacks = with_neighbours(pairs, whole, context) if context else pairs
+                        outputs = [(dihedral_mean(net, x) if ensemble else net(x), clean, key) for x, clean, key in stacks]
                 for corrected in (False, True):
                     scores = summary(score_images(outputs, lambda u: rician_bias_correction(u, sigma) if corrected else u))
-                    record = {"row": args.row, "bm3d_pilot": args.bm3d_pilot, "sigma": sigma, "iterations": iterations, "lr": lr, "alpha": args.alpha}
+                    record = {"row": args.row, "bm3d_pilot": args.bm3d_pilot, "all_planes": args.all_planes, "sigma": sigma, "iterations": iterations, "lr": lr, "alpha": args.alpha}
                     records.append({**record, "ensemble": ensemble, "corrected": corrected, "adaptation_seconds": round(seconds, 1), **scores})
                     print(
-                        f"rician {sigma:.2f} {args.row}{' with the BM3D pilot' if args.bm3d_pilot else ''}: "
+                        f"rician {sigma:.2f} {args.row}{' with the BM3D pilot' if args.bm3d_pilot else ''}{', all planes' if args.all_planes else ''}: "
                         f"{iterations:4d} iterations, lr {lr:.0e}, {'8-fold ensemble, ' if ensemble else ''}"
                         f"{'corrected' if corrected else 'uncorrected'}: "
                         f"PSNR {scores['psnr']:.2f} / head {scores['head_psnr']:.2f} dB, SSIM {scores['ssim']:.4f}, "
@@ -158,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(args.out, json.dumps({"test_slices": len(test), "adaptation_slices": len(seen), "records": records}, indent=1))
+        write_text_atomic(args.out, json.dumps({"test_slices": len(test), "adaptation_slices": sum(len(n) for n in noisy), "records": records}, indent=1))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ import torch
 
 from conftest import ROOT
 from nad_monai import UnrolledPeronaMalik
+from nad_monai.evaluation import with_neighbours
+from nad_monai.inferers import NeighbourSliceInferer
 from nad_monai.metrics import denoising_metrics
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from test_time_adaptation import BM3DPilot, adapt, dihedral_mean, random_crops, recorrupted_pair  # noqa: E402
+from test_time_adaptation import BM3DPilot, adapt, dihedral_mean, plane_stacks, random_crops, recorrupted_pair  # noqa: E402
 
 
 def test_recorrupted_pair_noises_are_uncorrelated_with_the_expected_variances():
@@ -48,6 +50,33 @@ def test_adaptation_on_noisy_images_alone_raises_psnr_and_leaves_the_network_unt
         gain = float(psnr(adapted(noisy).clamp(0, 1), clean) - psnr(net(noisy).clamp(0, 1), clean))
     assert gain > 1.0
     assert not adapted.training and all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+
+
+def test_plane_stacks_are_the_stacks_a_2_5d_network_gets_in_each_plane(dipy_volume):
+    volume = torch.as_tensor(dipy_volume[0])  # (X, Y, Z) = (128, 128, 10)
+    slices = volume.permute(2, 0, 1)[:, None]  # (Z, 1, X, Y), as nad_monai.evaluation.volumes holds it
+    sagittal, coronal, axial = plane_stacks(slices, 1, (0, 1, 2))
+    assert sagittal.shape == (128, 3, 128, 10) and coronal.shape == (128, 3, 128, 10) and axial.shape == (10, 3, 128, 128)
+    assert torch.equal(sagittal[5, 1], volume[5]) and torch.equal(coronal[7, 0], volume[:, 6]) and torch.equal(axial[9, 2], volume[..., 9])
+    ids = [f"dipy#axis2:{k}" for k in range(10)]
+    pairs = [(slices[k : k + 1], slices[k : k + 1], i) for k, i in enumerate(ids)]
+    assert torch.equal(torch.cat([x for x, _, _ in with_neighbours(pairs, {"dipy#axis2": (slices, slices, ids)}, 1)]), axial)
+    handed = []  # the stacks the inferer hands a network, sagittal
+    NeighbourSliceInferer(1, spatial_dim=0, sw_batch_size=32)(volume[None, None], lambda x: handed.append(x) or x[:, 1:2])
+    assert torch.equal(torch.cat(handed), sagittal) and torch.equal(plane_stacks(slices, 0, (2,))[0], slices)
+
+
+def test_adapting_a_2_5d_network_on_stacks_learns_their_middle_slice(dipy_volume):
+    sigma = 0.1
+    clean = torch.as_tensor(dipy_volume[0]).permute(2, 0, 1)[:, None]
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(5)) * sigma
+    stacks = plane_stacks(noisy, 1, (2,))[0]
+    net = UnrolledPeronaMalik(steps=4, context_slices=1).eval()
+    adapted = adapt(net, [stacks, stacks.flip(-1)], sigma, iterations=40, lr=1e-3, crop=48)
+    psnr = denoising_metrics()["psnr"]
+    with torch.inference_mode():
+        gain = float((psnr(adapted(stacks).clamp(0, 1), clean) - psnr(net(stacks).clamp(0, 1), clean)).mean())
+    assert gain > 1.0
 
 
 def test_dihedral_mean_turns_every_output_back():
