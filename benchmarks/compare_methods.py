@@ -943,6 +943,18 @@ def all_planes(net: torch.nn.Module):
     return denoise
 
 
+def network_outputs(net: torch.nn.Module, test_pairs: list, stacks: dict, planes: bool = False, denoise=None) -> list:
+    """``test_pairs`` with each noisy slice replaced by trained row ``net``'s output, as the benchmark scores it: on
+    the slice (with its neighbouring slices from ``stacks``, the ``volumes`` of every test slice, for a 2.5D
+    ``net``), or, with ``planes``, the mean over the volume's three planes (``all_planes``). ``denoise`` runs in
+    place of ``net`` on the slices or stacks (e.g. a self-ensemble of it); not with ``planes``."""
+    if planes:
+        return volume_pairs(test_pairs, stacks, all_planes(net))
+    context = getattr(net, "context_slices", 0)
+    with torch.inference_mode():
+        return [(denoise(x) if denoise else net(x), clean, key) for x, clean, key in (with_neighbours(test_pairs, stacks, context) if context else test_pairs)]
+
+
 def head_slices_psnr(denoised: torch.Tensor, clean: torch.Tensor) -> float:
     """Mean PSNR of the slices of a volume ``(Z, 1, H, W)`` that are mostly head (``foreground_fraction``
     of the clean slice >= ``MIN_FOREGROUND``, ``slice_items``' default: the slices the 2D rows are tuned on every

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import ROOT, TRAIN_CONFIG, VOLUMETRIC, all_planes, classical_denoiser, label, load_network, settings, volume_pairs
+from compare_methods import ROOT, TRAIN_CONFIG, VOLUMETRIC, classical_denoiser, label, load_network, network_outputs, settings, volume_pairs
 
 from nad_monai.datasets import slice_items
-from nad_monai.evaluation import noisy_pairs, volumes, with_neighbours
+from nad_monai.evaluation import noisy_pairs, volumes
 from nad_monai.metrics import sobel_magnitude
 
 BANDS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, math.inf)
@@ -92,12 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     for row in args.rows:
         folder = args.results / "training" / row
         net, _ = load_network([TRAIN_CONFIG, folder / "config.json"], folder / "models" / "model.pt")
-        context = getattr(net, "context_slices", 0)
-        if args.all_planes:
-            outputs[row] = volume_pairs(pairs, whole, all_planes(net))
-        else:
-            with torch.inference_mode():
-                outputs[row] = [(net(x), c, i) for x, c, i in (with_neighbours(pairs, whole, context) if context else pairs)]
+        outputs[row] = network_outputs(net, pairs, whole, args.all_planes)
     if args.bm4d:
         best = json.loads((args.results / "tuning.json").read_text())[setting][BM4D]["best"]
         method = VOLUMETRIC[BM4D][0]

@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import ROOT, TRAIN_CONFIG, all_planes, load_network, volume_pairs
+from compare_methods import ROOT, TRAIN_CONFIG, load_network, network_outputs
 
 from nad_monai.baselines import rician_bias_correction
 from nad_monai.datasets import neighbour_indices, slice_items
-from nad_monai.evaluation import noisy_pairs, score_images, volumes, with_neighbours
+from nad_monai.evaluation import noisy_pairs, score_images, volumes
 
 METRICS = ("psnr", "head_psnr", "ssim", "head_ssim", "edge_mse", "head_edge_mse")
 
@@ -180,12 +180,8 @@ def main(argv: list[str] | None = None) -> None:
             net = adapt(trained, noisy, sigma, iterations, lr, args.alpha) if iterations else trained
             seconds = time.perf_counter() - start
             for ensemble in (False, True) if args.ensemble else (False,):
-                with torch.inference_mode():  # one pass, scored both ways
-                    if args.all_planes:
-                        outputs = volume_pairs(pairs, whole, all_planes(net))
-                    else:
-                        stacks = with_neighbours(pairs, whole, context) if context else pairs
-                        outputs = [(dihedral_mean(net, x) if ensemble else net(x), clean, key) for x, clean, key in stacks]
+                # one pass, scored both ways
+                outputs = network_outputs(net, pairs, whole, args.all_planes, (lambda x: dihedral_mean(net, x)) if ensemble else None)
                 for corrected in (False, True):
                     scores = summary(score_images(outputs, lambda u: rician_bias_correction(u, sigma) if corrected else u))
                     record = {"row": args.row, "bm3d_pilot": args.bm3d_pilot, "all_planes": args.all_planes, "sigma": sigma, "iterations": iterations, "lr": lr, "alpha": args.alpha}
