@@ -1,0 +1,95 @@
+"""Benchmark: trained rows against BM3D and BM4D on the validation volumes, scans like those the rows trained on.
+
+The test volume (Colin27, an average of 27 T1 scans of one person) is sharper and cleaner than any training
+volume. This scores the same rows on the validation split instead (two b0 scans of other people, EPI
+contrast like most training volumes), with the benchmark's protocol: the slices that are mostly head
+(``slice_items``' default), noise seeded by slice id, 2.5D rows given their neighbouring slices from the
+whole noisy volume, BM3D per slice and BM4D on each whole noisy volume at the parameters the benchmark tuned
+(``tuning.json``, tuned on these very volumes), and on Rician noise every classical output bias-corrected.
+Rows run on one plane (the validation volumes' slices are 5 mm and 53 mm apart, too coarse to run across).
+Prints a Markdown table per volume and over all its slices (PSNR, SSIM and Edge MSE, whole image and head):
+
+    python benchmarks/validation_gap.py --rows context-slices-2-zero-air-rician-correction-k16 --out bench/validation_gap.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from benchmark_report import write_text_atomic
+from compare_methods import ROOT, TRAIN_CONFIG, VOLUMETRIC, classical_denoiser, label, load_network, network_outputs, settings, volume_pairs
+
+from nad_monai.datasets import slice_items
+from nad_monai.evaluation import noisy_pairs, score_images, volumes
+
+BM3D = "BM3D (bm3d package)"
+BM4D = next(iter(VOLUMETRIC))
+METRICS = ("psnr", "ssim", "edge_mse", "head_psnr", "head_edge_mse")
+"""The columns: the benchmark's metrics (``score_images``), whole image and inside the head mask."""
+
+
+def scores_by_volume(outputs: list) -> dict[str, dict[str, float]]:
+    """Mean of each of ``METRICS`` over the ``(denoised, clean, id)`` pairs of each volume (the id's file part)
+    and over all of them (``"all"``)."""
+    groups: dict[str, list] = {"all": list(outputs)}
+    for pair in outputs:
+        groups.setdefault(pair[2].split("#")[0], []).append(pair)
+    result = {}
+    for volume, pairs in groups.items():
+        values = score_images(pairs, lambda y: y)
+        result[volume] = {m: float(np.mean(values[m])) for m in METRICS} | {"slices": len(pairs)}
+    return result
+
+
+def markdown(volume: str, rows: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A Markdown table of every row's scores on ``volume`` (a key of ``scores_by_volume``)."""
+    slices = next(iter(rows.values()))[volume]["slices"]
+    lines = [f"{volume} ({slices} slices)", "", "| method | PSNR (dB) | SSIM | Edge MSE | head PSNR (dB) | head Edge MSE |", "|---|---:|---:|---:|---:|---:|"]
+    for name, by_volume in rows.items():
+        s = by_volume[volume]
+        lines.append(f"| {name} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['edge_mse']:.4f} | {s['head_psnr']:.2f} | {s['head_edge_mse']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", nargs="*", default=[], help="trained rows in RESULTS/training/")
+    parser.add_argument("--setting", default="rician:0.10", help="noise setting, MODEL:S (default: rician:0.10)")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="the benchmark's output folder")
+    parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="JSON file of every row's scores (written via a temporary file)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    missing = [r for r in args.rows if not (args.results / "training" / r / "models" / "model.pt").is_file()]
+    if missing:
+        parser.error(f"{args.results / 'training' / missing[0]}: no trained weights (models/model.pt); train the row with compare_methods.py first")
+    (model, sigma), = settings([args.setting], False)
+    setting = label(model, sigma)
+    tuned = json.loads((args.results / "tuning.json").read_text())[setting]
+    correct = sigma if model == "rician" else None
+    pairs = noisy_pairs(slice_items("nifti", args.datalist, "validation"), model, sigma)
+    whole = volumes(noisy_pairs(slice_items("nifti", args.datalist, "validation", min_foreground=0), model, sigma))
+    outputs = {"noisy input": pairs}
+    bm3d = classical_denoiser("bm3d", tuned[BM3D]["best"], correct)
+    outputs[BM3D] = [(bm3d(x), clean, key) for x, clean, key in pairs]
+    outputs[BM4D] = volume_pairs(pairs, whole, classical_denoiser(VOLUMETRIC[BM4D][0], tuned[BM4D]["best"], correct))
+    for row in args.rows:
+        folder = args.results / "training" / row
+        net, _ = load_network([TRAIN_CONFIG, folder / "config.json"], folder / "models" / "model.pt")
+        outputs[row] = network_outputs(net, pairs, whole)
+    report = {name: scores_by_volume(out) for name, out in outputs.items()}
+    for volume in report["noisy input"]:
+        print(markdown(volume, report) + "\n", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"setting": setting, "split": "validation", "tuned": {BM3D: tuned[BM3D]["best"], BM4D: tuned[BM4D]["best"]}, "scores": report}
+        write_text_atomic(args.out, json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
