@@ -454,6 +454,11 @@ LEARNED: dict[str, dict] = {
     },
     "context-slices-2-zero-air-rician-trained": ZERO_AIR_RICIAN_ROW,
     "context-slices-2-zero-air-rician-correction": RICIAN_CORRECTION_ROW,
+    "context-slices-2-zero-air-rician-correction-with-itk-t1": {  # the one T1 scan of a single person, after the T1 volumes showed the gap
+        **RICIAN_CORRECTION_ROW,
+        "name": f"{RICIAN_CORRECTION_ROW['name']}, with a T1 scan of one person added",
+        "training": {**RICIAN_CORRECTION_ROW["training"], **_training_volumes("with_itk_t1_training.json", 2 * WITH_ITK_T1["epochs"])},
+    },
     "context-slices-2-zero-air-rician-correction-k16": RICIAN_CORRECTION_K16_ROW,
     "context-slices-2-zero-air-rician-correction-k16-seed-1": {
         **RICIAN_CORRECTION_K16_ROW,
@@ -518,6 +523,7 @@ ALL_PLANES: dict[str, dict] = {
         "context-slices-4-zero-air",
         "context-slices-2-zero-air-rician-trained",
         "context-slices-2-zero-air-rician-correction",
+        "context-slices-2-zero-air-rician-correction-with-itk-t1",
         "context-slices-2-zero-air-rician-correction-k16",
         "context-slices-2-zero-air-rician-correction-k16-seed-1",
         "context-slices-2-zero-air-rician-correction-k16-gradient-1",
