@@ -1,4 +1,4 @@
-"""benchmarks/validation_gap.py: trained rows against BM3D and BM4D on the validation volumes."""
+"""benchmarks/other_volumes.py: trained rows against BM3D and BM4D on volumes other than the test volume."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from nad_monai.datasets import slice_items
 from nad_monai.evaluation import noisy_pairs
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from validation_gap import BM3D, BM4D, METRICS, main, markdown, scores_by_volume  # noqa: E402
+from other_volumes import BM3D, BM4D, METRICS, main, markdown, scores_by_volume  # noqa: E402
 
 
 @pytest.fixture(scope="module")
