@@ -672,6 +672,18 @@ def load_network(config_files: list[Path], weights: Path) -> tuple[torch.nn.Modu
     return net, parser.get("network_def")
 
 
+def trained_rows(parser: argparse.ArgumentParser, results: Path, rows: list[str]) -> dict[str, torch.nn.Module]:
+    """The networks of trained rows of a benchmark run, by row (``results/training/<row>``: its config over
+    train.json and its weights); ``parser.error`` naming the folder of the first row with no trained weights."""
+    nets = {}
+    for row in rows:
+        folder = results / "training" / row
+        if not (folder / "models" / "model.pt").is_file():
+            parser.error(f"{folder}: no trained weights (models/model.pt); train the row with compare_methods.py first")
+        nets[row] = load_network([TRAIN_CONFIG, folder / "config.json"], folder / "models" / "model.pt")[0]
+    return nets
+
+
 def seconds_per_slice(denoise, repeats: int, channels: int = 1) -> float:
     """Median seconds to denoise one 256x256 image (noisy mid-grey; ``channels`` slices of it for a 2.5D
     denoiser), after one warm-up call."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import ROOT, TRAIN_CONFIG, VOLUMETRIC, classical_denoiser, label, load_network, network_outputs, settings, volume_pairs
+from compare_methods import ROOT, VOLUMETRIC, classical_denoiser, label, network_outputs, settings, trained_rows, volume_pairs
 
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import noisy_pairs, volumes
@@ -80,18 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if not args.rows and not args.bm4d:
         parser.error("nothing to measure: give --rows, --bm4d or both")
-    missing = [r for r in args.rows if not (args.results / "training" / r / "models" / "model.pt").is_file()]
-    if missing:
-        parser.error(f"{args.results / 'training' / missing[0]}: no trained weights (models/model.pt); train the row with compare_methods.py first")
+    nets = trained_rows(parser, args.results, args.rows)
     (model, sigma), = settings([args.setting], False)
     setting = label(model, sigma)
     pairs = noisy_pairs(slice_items("nifti", args.datalist, "test")[:: args.test_every], model, sigma)
     whole = volumes(noisy_pairs(slice_items("nifti", args.datalist, "test", min_foreground=0), model, sigma))
     clean = torch.cat([c for _, c, _ in pairs])
     outputs = {}
-    for row in args.rows:
-        folder = args.results / "training" / row
-        net, _ = load_network([TRAIN_CONFIG, folder / "config.json"], folder / "models" / "model.pt")
+    for row, net in nets.items():
         outputs[row] = network_outputs(net, pairs, whole, args.all_planes)
     if args.bm4d:
         best = json.loads((args.results / "tuning.json").read_text())[setting][BM4D]["best"]

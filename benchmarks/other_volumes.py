@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import ROOT, TRAIN_CONFIG, VOLUMETRIC, classical_denoiser, label, load_network, network_outputs, settings, volume_pairs
+from compare_methods import ROOT, VOLUMETRIC, classical_denoiser, label, network_outputs, settings, trained_rows, volume_pairs
 
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import noisy_pairs, score_images, volumes
@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="JSON file of every row's scores (written via a temporary file)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    missing = [r for r in args.rows if not (args.results / "training" / r / "models" / "model.pt").is_file()]
-    if missing:
-        parser.error(f"{args.results / 'training' / missing[0]}: no trained weights (models/model.pt); train the row with compare_methods.py first")
+    nets = trained_rows(parser, args.results, args.rows)
     (model, sigma), = settings([args.setting], False)
     setting = label(model, sigma)
     tuned = json.loads((args.results / "tuning.json").read_text())[setting]
@@ -83,9 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     bm3d = classical_denoiser("bm3d", tuned[BM3D]["best"], correct)
     outputs[BM3D] = [(bm3d(x), clean, key) for x, clean, key in pairs]
     outputs[BM4D] = volume_pairs(pairs, whole, classical_denoiser(VOLUMETRIC[BM4D][0], tuned[BM4D]["best"], correct))
-    for row in args.rows:
-        folder = args.results / "training" / row
-        net, _ = load_network([TRAIN_CONFIG, folder / "config.json"], folder / "models" / "model.pt")
+    for row, net in nets.items():
         outputs[row] = network_outputs(net, pairs, whole, args.all_planes)
     report = {name: scores_by_volume(out) for name, out in outputs.items()}
     for volume in report["noisy input"] if len(report["noisy input"]) > 2 else ["all"]:  # one volume: "all" is it

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import ROOT, TRAIN_CONFIG, load_network, network_outputs
+from compare_methods import ROOT, network_outputs, trained_rows
 
 from nad_monai.baselines import rician_bias_correction
 from nad_monai.datasets import neighbour_indices, slice_items
@@ -151,13 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="JSON file for the scores (written via a temporary file)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    folder = args.results / "training" / args.row
-    if not (folder / "models" / "model.pt").is_file():
-        parser.error(f"{folder}: no trained weights (models/model.pt); train the row with compare_methods.py first")
-    trained, _ = load_network([TRAIN_CONFIG, folder / "config.json"], folder / "models" / "model.pt")
+    trained = trained_rows(parser, args.results, [args.row])[args.row]
     if args.bm3d_pilot:
         if getattr(trained, "pilot", None) is None:
-            parser.error(f"{folder}: --bm3d-pilot needs a row whose network has a pilot estimate")
+            parser.error(f"{args.results / 'training' / args.row}: --bm3d-pilot needs a row whose network has a pilot estimate")
         trained.pilot = BM3DPilot()
     if args.ensemble and args.all_planes:
         parser.error("--ensemble scores single slices; it does not combine with --all-planes")
