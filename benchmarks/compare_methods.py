@@ -617,6 +617,10 @@ def training_config(key: str, overrides: dict) -> dict:
     return {**config, **LEARNED[key].get("training", {}), **overrides, "train_config_sha256": hashlib.sha256(TRAIN_CONFIG.read_bytes()).hexdigest()}
 
 
+BUNDLE_ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))}
+"""Environment of a training run: quiet, and with ``benchmarks/`` importable (a row's dataset may come from a benchmark module)."""
+
+
 def train_learned(key: str, out: Path, overrides: dict) -> dict:
     """Train learned row ``key`` with the bundle's workflow unless done.
 
@@ -646,7 +650,7 @@ def train_learned(key: str, out: Path, overrides: dict) -> dict:
         command += ["--ckpt_dir", str(models), "--output_dir", str(folder / "runs")] + (["--resume", "True"] if resume else [])
         print(f"  training {LEARNED[key]['name']} ({f'resuming after epoch {done()}' if resume else 'from scratch'}, {epochs} epochs); log: {log}", flush=True)
         with open(log, "a") as f:
-            result = subprocess.run(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
+            result = subprocess.run(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=BUNDLE_ENV, check=False)
         if result.returncode != 0 or done() < epochs:
             raise SystemExit(f"{log}: training {key} failed (exit {result.returncode}, {done()} of {epochs} epochs); see the log")
     times = list(epoch_times(log).values())

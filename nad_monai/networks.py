@@ -4,7 +4,8 @@
 the same update as the classical baselines' ``diffusion_step``) whose gates a small CNN predicts from the neighbour differences, context features of a guidance
 U-Net and the noise level::
 
-    p      = NonLocalMeans, DCTShrinkage or BlockMatchingWiener(x, sigma)  # optional pilot estimate, once
+    p      = NonLocalMeans, DCTShrinkage or BlockMatchingWiener(x, sigma)  # optional pilot estimate, once,
+             or an estimate given as the input's last channel (e.g. BM4D of the whole volume)
     g      = GuidanceUNet([x, p, sigma])                       # once, trained end to end
     u_0    = x
     c_k    = sigmoid(ConductionNet_k([d(u_k) / sigma, D(u_k) / sigma, d(p) / sigma, g, sigma]))  # (N, n, H, W), gates in [0, 1]
@@ -181,7 +182,11 @@ class UnrolledPeronaMalik(nn.Module):
             a fixed DCT hard-thresholding; no parameters of its own): it collects the repeats of a
             structure across the window, which neither diffusion nor a single patch's transform
             sees. Needs ``noise_level_input``; it costs several times the default network's time
-            and several hundred MB per 256 x 256 slice. The three pilots exclude each other.
+            and several hundred MB per 256 x 256 slice.
+        volume_pilot: the pilot is not computed but given, as the input's last channel: an estimate of
+            the slice from outside the network, e.g. BM4D of the whole volume, which matches blocks
+            across slices no slice-wise net sees. Needs ``noise_level_input``. The four pilots
+            exclude each other.
         pilot_blend: also blend the pilot into the PDE's result, ``u_K + m (p - u_K)`` with a
             per-pixel weight ``m = sigmoid(conv1x1([u_K, x, p, g]))`` that starts at 1/2 everywhere
             (the two estimates err differently, so their mean beats either); needs a pilot.
@@ -196,8 +201,8 @@ class UnrolledPeronaMalik(nn.Module):
             through-plane gates ``e_kj`` in [0, 1] from the same conduction net: a convex combination,
             so the maximum principle holds over the stack. 0 (default) is the 2D network.
 
-    ``forward`` maps ``(N, 1, H, W)`` (``(N, 1 + 2 c, H, W)`` with ``context_slices``) of any H, W,
-    intensities in [0, 1], to ``(N, 1, H, W)``;
+    ``forward`` maps ``(N, 1, H, W)`` (``(N, 1 + 2 c, H, W)`` with ``context_slices``; one channel more,
+    the pilot last, with ``volume_pilot``) of any H, W, intensities in [0, 1], to ``(N, 1, H, W)``;
     ``inspect`` also returns the gates and intermediate states. Without refinement the output
     stays within each image's [min, max] (with ``context_slices``, its stack's). The module can be scripted with TorchScript.
 
@@ -228,6 +233,7 @@ class UnrolledPeronaMalik(nn.Module):
         dct_pilot: bool = False,
         block_matching_pilot: bool = False,
         pilot_blend: bool = False,
+        volume_pilot: bool = False,
         coarse_scales: int = 0,
         context_slices: int = 0,
     ):
@@ -239,16 +245,17 @@ class UnrolledPeronaMalik(nn.Module):
             raise ValueError(f"need coarse_scales >= 0 and context_slices >= 0, got {coarse_scales}, {context_slices}")
         if rician_correction and not noise_level_input:
             raise ValueError("rician_correction needs noise_level_input: the correction scales with the noise level")
-        pilots = int(nonlocal_pilot) + int(dct_pilot) + int(block_matching_pilot)
+        pilots = int(nonlocal_pilot) + int(dct_pilot) + int(block_matching_pilot) + int(volume_pilot)
         if pilots and not noise_level_input:
-            raise ValueError("a pilot (nonlocal_pilot, dct_pilot, block_matching_pilot) needs noise_level_input: its strength scales with the noise level")
+            raise ValueError("a pilot (nonlocal_pilot, dct_pilot, block_matching_pilot, volume_pilot) needs noise_level_input: its differences are scaled by the noise level")
         if pilots > 1:
-            raise ValueError("choose one pilot: nonlocal_pilot, dct_pilot or block_matching_pilot")
+            raise ValueError("choose one pilot: nonlocal_pilot, dct_pilot, block_matching_pilot or volume_pilot")
         if pilot_blend and not pilots:
-            raise ValueError("pilot_blend needs a pilot: nonlocal_pilot, dct_pilot or block_matching_pilot")
+            raise ValueError("pilot_blend needs a pilot: nonlocal_pilot, dct_pilot, block_matching_pilot or volume_pilot")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
         self.noise_floor, self.coarse_scales, self.context_slices = NOISE_FLOOR, coarse_scales, context_slices
+        self.volume_pilot = volume_pilot
         level, pilot, others = int(noise_level_input), pilots, 2 * context_slices
         self.pilot: nn.Module | None = None
         if nonlocal_pilot:
@@ -289,7 +296,8 @@ class UnrolledPeronaMalik(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """Denoise ``x`` ``(N, 1, H, W)`` in [0, 1] (``(N, 1 + 2 c, H, W)``, the slice in the middle, with
-        ``context_slices`` c); ``sigma`` ``(N,)`` is the noise level, estimated (from the slice) if None."""
+        ``context_slices`` c, then the pilot with ``volume_pilot``); ``sigma`` ``(N,)`` is the noise level, estimated
+        (from the slice) if None."""
         return self._diffuse(x, sigma, False)[0]
 
     @torch.jit.unused
@@ -305,10 +313,17 @@ class UnrolledPeronaMalik(nn.Module):
         self, x: torch.Tensor, sigma: torch.Tensor | None, keep: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         c = self.context_slices
-        if x.dim() != 4 or x.size(1) != 1 + 2 * c:
-            if c == 0:
+        given = int(self.volume_pilot)
+        if x.dim() != 4 or x.size(1) != 1 + 2 * c + given:
+            if c == 0 and not given:
                 raise ValueError("expected images of shape (N, 1, H, W)")
-            raise ValueError(f"expected images of shape (N, {1 + 2 * c}, H, W): the slice between {c} neighbouring slices on each side")
+            raise ValueError(
+                f"expected images of shape (N, {1 + 2 * c + given}, H, W): the slice between {c} neighbouring slices on each side"
+                + (", then the pilot estimate" if given else "")
+            )
+        pilot: torch.Tensor | None = None
+        if given:
+            pilot, x = x[:, -1:], x[:, :-1]
         slices: list[torch.Tensor] = []  # [] or the neighbouring slices (N, 2c, H, W), for every net and the through-plane flux
         if c > 0:
             slices.append(torch.cat([x[:, :c], x[:, c + 1 :]], dim=1))
@@ -321,12 +336,12 @@ class UnrolledPeronaMalik(nn.Module):
             level = sigma.to(x).view(-1, 1, 1, 1)
             scale = 1.0 / (level + self.noise_floor)
             context.append(level.expand(-1, 1, x.size(2), x.size(3)))
-        pilot: torch.Tensor | None = None
         pilots: list[torch.Tensor] = []  # the pilot, for the guidance and refinement inputs
         pilot_context: list[torch.Tensor] = []  # its neighbour differences, for the conduction nets
         if self.pilot is not None:
             assert sigma is not None  # a pilot implies noise_level_input
             pilot = self.pilot(x, sigma.to(x).view(-1))
+        if pilot is not None:
             pilots.append(pilot)
             pilot_context.append(neighbour_differences(pilot, self.neighbours) * scale)
         guidance: torch.Tensor | None = None

@@ -147,6 +147,25 @@ def test_pilot_blend_starts_at_the_mean_of_the_pde_and_the_pilot_and_scripts(col
         UnrolledPeronaMalik(pilot_blend=True)
 
 
+def test_a_given_pilot_is_the_last_channel_blended_in_and_scripts():
+    clean = torch.as_tensor(load_volume("colin27_t1.nii.gz")[40:104, 40:104, 88:93]).permute(2, 0, 1)[None]  # (1, 5, 64, 64): neighbouring real slices
+    x = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(5))).clamp(0, 1)
+    pilot = clean[:, 2:3]  # the best estimate there is: the clean middle slice
+    net = UnrolledPeronaMalik(steps=3, context_slices=2, refinement=False, volume_pilot=True, pilot_blend=True).eval()
+    with torch.no_grad():
+        y, details = net.inspect(torch.cat([x, pilot], dim=1))
+        torch.testing.assert_close(details["pilot"], pilot)
+        torch.testing.assert_close(y, (details["states"][-1] + pilot) / 2)  # m = 1/2 before training
+        torch.testing.assert_close(torch.jit.script(net)(torch.cat([x, pilot], dim=1)), y)
+        torch.testing.assert_close(details["states"][0], x[:, 2:3])  # the diffusion starts from the noisy slice, not the pilot
+    with pytest.raises(ValueError, match=r"\(N, 6, H, W\).*then the pilot"):
+        net(x)
+    with pytest.raises(ValueError, match="choose one pilot"):
+        UnrolledPeronaMalik(volume_pilot=True, dct_pilot=True)
+    with pytest.raises(ValueError, match="needs noise_level_input"):
+        UnrolledPeronaMalik(volume_pilot=True, noise_level_input=False)
+
+
 def test_multiscale_gates_see_each_coarse_scale_and_script(colin_slice):
     net = perturbed(UnrolledPeronaMalik(steps=3, coarse_scales=2), seed=2, scale=0.1).eval()
     assert net.conduction[0].net[0].in_channels == 3 * 8 + 8 + 1  # fine + 2 coarse scales, guidance, noise level

@@ -1,0 +1,236 @@
+"""Benchmark: our 2.5D network given BM4D's estimate of the whole volume as its pilot (a hybrid row).
+
+BM4D matches blocks across the whole volume; our rows see five slices of one plane. This gives the
+network BM4D's blind estimate (``nad_monai.baselines.bm4d_denoise`` at its tuned noise scale, no
+known noise level and no bias correction) as the last input channel, its pilot
+(``UnrolledPeronaMalik(volume_pilot=True)``): the guidance, conduction and refinement nets see it and
+the output blends it in per pixel. BM4D cannot run on a training crop, so the noise is drawn once
+per volume and level (Rician, seeded by slice id and level, on references whose air is zero, as the
+zero-air rows) and BM4D run on each noisy volume; ``prepare`` caches those triples, ``train`` trains the row
+on them with the bundle's workflow (``compare_methods.train_learned``) and ``score`` runs BM4D on the noisy
+test volume (the benchmark's noise, seeded by slice id) and the row on that, and prints the whole-image and
+head PSNR and the Edge MSE of BM4D (bias-corrected, as its benchmark row), of the row and of the plain means
+of BM4D and rows without a pilot (``--mean-with``):
+
+    python benchmarks/volume_pilot.py prepare            # BM4D on every training and validation volume, about 15 min a level
+    python benchmarks/volume_pilot.py train
+    python benchmarks/volume_pilot.py score --row context-slices-2-zero-air-rician-correction-bm4d-pilot --all-planes
+        --mean-with context-slices-2-zero-air-rician-correction-k16 --out benchmarks/results/volume_pilot_rician-0.10_all-planes.json
+
+(the score command is one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from benchmark_report import write_text_atomic
+from compare_methods import LEARNED, RICIAN_CORRECTION_ROW, ROOT, VOLUMETRIC, label, network_outputs, train_learned, trained_rows
+from monai.data import CacheDataset
+
+from nad_monai.baselines import bm4d_denoise, rician_bias_correction
+from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction, neighbour_indices, slice_items
+from nad_monai.evaluation import head_mask, noisy_pairs, volumes
+from nad_monai.metrics import denoising_metrics, masked_metrics
+from transforms import ZeroBackground
+
+LEVELS = (0.10, 0.15, 0.05, 0.20)
+"""Rician noise levels drawn once per training and validation volume (the bundle's training range, 0.05-0.2)."""
+CACHE = "$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'cache', 'volume_pilot')"
+"""Where a training run finds ``prepare``'s files: ``benchmarks/cache/volume_pilot`` (``--cache``' default)."""
+BOTH = ["image", "label"]
+KEY = "context-slices-2-zero-air-rician-correction-bm4d-pilot"
+
+
+def row(levels: int) -> dict:
+    """The hybrid row: ``RICIAN_CORRECTION_ROW`` (2.5D, references with zero air, Rician noise, learned bias
+    correction, MSE + 0.1 gradient) with BM4D's estimate as a given pilot, blended in per pixel. It trains on
+    ``prepare``'s noisy volumes at ``levels`` levels for ``60 / levels`` epochs: the same crops and iterations
+    as the 60 epochs of the row it extends, each slice seen at ``levels`` fixed noise draws instead of fresh ones."""
+    dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": CACHE, "context": 2}
+    training = {k: v for k, v in RICIAN_CORRECTION_ROW["training"].items() if not k.startswith(("train#", "validate#"))}
+    return {
+        "name": f"{RICIAN_CORRECTION_ROW['name']}, BM4D's estimate of the volume as its pilot",
+        "groups": ("tried",),
+        "network_def": {**RICIAN_CORRECTION_ROW["network_def"], "volume_pilot": True, "pilot_blend": True},
+        "training": {
+            **training,
+            "epochs": RICIAN_CORRECTION_ROW["training"]["epochs"] // levels,
+            "train#deterministic_transforms": [{"_target_": "SpatialPadd", "keys": BOTH, "spatial_size": "@patch_size"}],
+            "train#random_transforms": [
+                {"_target_": "RandSpatialCropSamplesd", "keys": BOTH, "roi_size": "@patch_size", "num_samples": "@crops_per_slice", "random_size": False},
+                {"_target_": "RandFlipd", "keys": BOTH, "prob": 0.5, "spatial_axis": 0},
+                {"_target_": "RandRotate90d", "keys": BOTH, "prob": 0.5},
+            ],
+            "train#dataset": {**dataset, "split": "training", "transform": "@train#preprocessing"},
+            "validate#preprocessing#transforms": [],
+            "validate#dataset": {**dataset, "split": "validation", "transform": "@validate#preprocessing"},
+        },
+    }
+
+
+def _scale(setting: str, results: Path) -> float:
+    """BM4D's tuned ``sigma_scale`` for ``setting`` (``tuning.json`` of the benchmark run in ``results``)."""
+    return json.loads((results / "tuning.json").read_text())[setting][next(iter(VOLUMETRIC))]["best"]["sigma_scale"]
+
+
+def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, results: Path) -> list[Path]:
+    """For every volume of ``split`` and level: the axial slices ``(Z, 1, H, W)`` of the reference with its
+    air set to zero, of that reference with Rician noise (seeded by slice id and level), and of BM4D's blind
+    estimate of the noisy volume; saved as ``cache/<split>/<volume>_rician-<s>.pt`` unless there.
+    Returns the files, in order."""
+    items = slice_items("nifti", datalist, split, min_foreground=0)
+    zero = ZeroBackground()
+    files = []
+    for s in levels:
+        tagged = [{**i, "image": zero(i["image"]), "id": i["id"].replace("#", f"@rician-{s:.2f}#", 1)} for i in items]
+        for volume, (noisy, clean, ids) in volumes(noisy_pairs(tagged, "rician", s)).items():
+            path = cache / split / f"{Path(volume.split('@')[0]).name.split('.')[0]}_rician-{s:.2f}.pt"
+            files.append(path)
+            if path.is_file():
+                continue
+            print(f"  BM4D of {path.stem} ({tuple(noisy.shape)})", flush=True)
+            pilot = bm4d_denoise(noisy, _scale(label("rician", s), results))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_suffix(".part")
+            torch.save({"noisy": noisy, "clean": clean, "pilot": pilot, "ids": ids, "sigma": s}, part)
+            part.replace(path)
+    return files
+
+
+def pilot_items(files: Sequence[str | Path], context: int, min_foreground: float = MIN_FOREGROUND) -> list[dict]:
+    """Training items from ``prepare``'s files: per slice of a volume whose reference is mostly head,
+    ``{"image": (1 + 2 context + 1, H, W)`` the noisy slice between its ``context`` neighbours and BM4D's
+    estimate of it last, ``"label": (1, H, W)`` the reference, ``"id"}``."""
+    items = []
+    for f in files:
+        d = torch.load(f, weights_only=True)
+        noisy, clean, pilot = d["noisy"][:, 0], d["clean"], d["pilot"]
+        for k, slice_id in enumerate(d["ids"]):
+            if foreground_fraction(clean[k]) >= min_foreground:
+                stack = noisy[neighbour_indices(k, len(noisy), context)]
+                items.append({"image": torch.cat([stack, pilot[k]]), "label": clean[k], "id": slice_id})
+    return items
+
+
+def pilot_dataset(cache: str, split: str, context: int, transform=None) -> CacheDataset:
+    """``pilot_items`` of every file ``prepare`` wrote for ``split`` under ``cache``, as a MONAI dataset."""
+    files = sorted((Path(cache) / split).glob("*.pt"))
+    if not files:
+        raise FileNotFoundError(f"{Path(cache) / split}: no BM4D pilot volumes; run benchmarks/volume_pilot.py prepare first")
+    return CacheDataset(pilot_items(files, context), transform=transform, progress=False)
+
+
+def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str) -> list[str]:
+    """The levels ``prepare`` wrote for every training and validation volume under ``cache``; ``parser.error`` if
+    there are none or a level lacks a volume of either split (a training run takes every file there)."""
+    found: dict[str, set[str]] = {}
+    for path in cache.glob("*/*_rician-*.pt"):
+        found.setdefault(path.stem.rpartition("_rician-")[2], set()).add(f"{path.parent.name}/{path.stem.rpartition('_rician-')[0]}")
+    listed = json.loads(Path(datalist).read_text())
+    wanted = {f"{split}/{Path(i['image']).name.split('.')[0]}" for split in ("training", "validation") for i in listed[split]}
+    if not found:
+        parser.error(f"{cache}: no BM4D pilot volumes; run benchmarks/volume_pilot.py prepare first")
+    for level, have in sorted(found.items()):
+        if have != wanted:
+            parser.error(f"{cache}: level {level} lacks {', '.join(sorted(wanted - have))}; finish prepare or delete that level's files")
+    return sorted(found)
+
+
+def run_planes(net: torch.nn.Module, noisy: torch.Tensor, pilot: torch.Tensor, planes: Sequence[int]) -> torch.Tensor:
+    """``net`` (``volume_pilot=True``) over the volume ``noisy`` ``(Z, 1, H, W)`` with BM4D's estimate ``pilot``
+    (same shape), slice by slice across each axis of ``planes`` (0: the slices as given, 1 and 2 the other
+    two), the results averaged."""
+    context = net.context_slices
+    volume, guide = noisy[:, 0], pilot[:, 0]
+    total = torch.zeros_like(volume)
+    with torch.inference_mode():
+        for axis in planes:
+            v, g = volume.movedim(axis, 0), guide.movedim(axis, 0)
+            out = torch.empty_like(v)
+            for start in range(0, len(v), 8):
+                ks = range(start, min(start + 8, len(v)))
+                batch = torch.stack([torch.cat([v[neighbour_indices(k, len(v), context)], g[k : k + 1]]) for k in ks])
+                out[start : start + len(ks)] = net(batch)[:, 0]
+            total += out.movedim(0, axis)
+    return (total / len(planes))[:, None]
+
+
+def scores(denoised: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
+    """Mean whole-image PSNR and Edge MSE and head PSNR of slices ``(N, 1, H, W)``."""
+    metrics = denoising_metrics()
+    y = denoised.clamp(0, 1)
+    head = masked_metrics(y, clean, head_mask(clean))
+    return {"psnr": float(metrics["psnr"](y, clean).mean()), "head_psnr": float(head["psnr"].mean()), "edge_mse": float(metrics["edge_mse"](y, clean).mean())}
+
+
+def score(
+    nets: dict[str, torch.nn.Module], hybrid: str, sigma: float, datalist: str, test_every: int, planes: bool, weights: Sequence[float], results: Path
+) -> dict:
+    """Scores on the test slices at Rician ``sigma`` (the benchmark's noise and slices) of bias-corrected BM4D, of
+    the ``hybrid`` row of ``nets`` given BM4D's estimate (over the three planes with ``planes``) and, for each
+    other row of ``nets`` (no pilot), of its output and of its plain mean with BM4D's at each of ``weights``."""
+    pairs = noisy_pairs(slice_items("nifti", datalist, "test")[::test_every], "rician", sigma)
+    whole = volumes(noisy_pairs(slice_items("nifti", datalist, "test", min_foreground=0), "rician", sigma))
+    estimates, outputs = {}, {}
+    for noisy, _, ids in whole.values():
+        pilot = bm4d_denoise(noisy, _scale(label("rician", sigma), results))
+        ours = run_planes(nets[hybrid], noisy, pilot, (0, 1, 2) if planes else (0,))
+        for k, i in enumerate(ids):
+            estimates[i], outputs[i] = pilot[k : k + 1], ours[k : k + 1]
+    clean = torch.cat([c for _, c, _ in pairs])
+    bm4d = rician_bias_correction(torch.cat([estimates[i] for _, _, i in pairs]), sigma)
+    found = {"BM4D (bias-corrected)": bm4d, hybrid: torch.cat([outputs[i] for _, _, i in pairs])}
+    for name, net in nets.items():
+        if name != hybrid:
+            alone = torch.cat([y for y, _, _ in network_outputs(net, pairs, whole, planes)])
+            found[name] = alone
+            found.update({f"{w:g} BM4D + {1 - w:g} {name}": w * bm4d + (1 - w) * alone for w in weights})
+    return {"setting": label("rician", sigma), "all_planes": planes, "test_slices": len(pairs), "scores": {name: scores(y, clean) for name, y in found.items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("prepare", "train", "score"))
+    parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "cache" / "volume_pilot", help="folder of the noisy volumes and their BM4D estimates")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="the benchmark's output folder (tuning.json, training/)")
+    parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
+    parser.add_argument("--levels", type=float, nargs="+", default=list(LEVELS), help="Rician levels drawn per volume (prepare)")
+    parser.add_argument("--row", help="the trained hybrid row (score)")
+    parser.add_argument("--all-planes", action="store_true", help="run the row across the test volume's three planes and average")
+    parser.add_argument("--setting", default="rician:0.10", help="noise setting of the test, rician:S (score)")
+    parser.add_argument("--test-every", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mean-with", nargs="*", default=[], help="trained rows without a pilot whose output is also averaged with BM4D's (score)")
+    parser.add_argument("--weights", type=float, nargs="*", default=[0.5, 0.7], help="BM4D's weights in those means (score)")
+    parser.add_argument("--out", type=Path, help="JSON file for the scores (score)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.command == "prepare":
+        for s in args.levels:  # level by level: the first levels are usable while the rest run
+            for split in ("validation", "training"):
+                prepare(args.datalist, split, [s], args.cache, args.results)
+        return
+    if args.command == "train":
+        LEARNED[KEY] = row(len(prepared_levels(parser, args.cache, args.datalist)))
+        print(train_learned(KEY, args.results, {}))
+        return
+    if not args.row:
+        parser.error("score needs --row")
+    model, _, level = args.setting.partition(":")
+    if model != "rician":
+        parser.error(f"--setting {args.setting}: only rician:S")
+    nets = trained_rows(parser, args.results, [args.row, *args.mean_with])
+    report = score(nets, args.row, float(level), args.datalist, args.test_every, args.all_planes, args.weights, args.results)
+    for name, r in report["scores"].items():
+        print(f"{name}: {r['psnr']:.2f} dB, head {r['head_psnr']:.2f} dB, Edge MSE {r['edge_mse']:.4f}")
+    if args.out:
+        write_text_atomic(args.out, json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

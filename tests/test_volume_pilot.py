@@ -1,0 +1,132 @@
+"""benchmarks/volume_pilot.py: noisy volumes with a volume estimate as pilot, their training items and the hybrid row's config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from conftest import ROOT
+from nad_monai.baselines import gaussian_smoothing
+from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import volume_pilot  # noqa: E402
+from compare_methods import TRAIN_CONFIG  # noqa: E402
+
+DATALIST = str(ROOT / "data" / "datalist.json")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """``prepare`` of the two validation volumes at two levels, a Gaussian smoothing standing in for BM4D
+    (the ``bm4d`` package is the bench extra's)."""
+    folder = tmp_path_factory.mktemp("volume_pilot")
+    calls = []
+
+    def stand_in(noisy, sigma_scale):
+        calls.append(sigma_scale)
+        return gaussian_smoothing(noisy, sigma=1.0)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(volume_pilot, "bm4d_denoise", stand_in)
+    files = volume_pilot.prepare(DATALIST, "validation", [0.10, 0.20], folder, ROOT / "benchmarks" / "results")
+    assert len(calls) == 4 and all(scale == 1.25 for scale in calls)  # BM4D's tuned noise scale at Rician 0.10 and 0.20
+    again = volume_pilot.prepare(DATALIST, "validation", [0.10, 0.20], folder, ROOT / "benchmarks" / "results")
+    assert again == files and len(calls) == 4  # cached: nothing is recomputed
+    patch.undo()
+    return folder, files
+
+
+def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
+    _, files = cache
+    assert sorted(f.name for f in files) == sorted(f"{v}_rician-{s}.pt" for v in ("dipy_s0", "dipy_aniso_vox") for s in ("0.10", "0.20"))
+    low, high = (torch.load(f, weights_only=True) for f in sorted(files) if f.name.startswith("dipy_s0"))
+    assert low["sigma"] == 0.10 and high["sigma"] == 0.20
+    torch.testing.assert_close(low["clean"], high["clean"])
+    assert low["noisy"].shape == low["clean"].shape == low["pilot"].shape == (10, 1, 128, 128)
+    air = low["clean"] == 0
+    assert 0.2 < air.float().mean() < 0.9  # the air around the head is zero, the head is not
+    for d, s in ((low, 0.10), (high, 0.20)):  # Rician noise in the air: Rayleigh, mean s sqrt(pi / 2)
+        assert abs(float(d["noisy"][air].mean()) / (s * (torch.pi / 2) ** 0.5) - 1) < 0.03
+    assert not torch.allclose(low["noisy"] / 0.10, high["noisy"] / 0.20, atol=0.1)  # another draw per level, not the same one scaled
+
+
+def test_items_stack_the_noisy_neighbours_then_the_pilot_of_head_slices(cache):
+    folder, files = cache
+    d = torch.load(next(f for f in files if f.name == "dipy_aniso_vox_rician-0.10.pt"), weights_only=True)
+    items = volume_pilot.pilot_items([next(f for f in files if f.name == "dipy_aniso_vox_rician-0.10.pt")], context=2)
+    head = [k for k in range(len(d["clean"])) if foreground_fraction(d["clean"][k]) >= MIN_FOREGROUND]
+    assert [i["id"] for i in items] == [d["ids"][k] for k in head] and 0 < len(items) < len(d["clean"])
+    for item, k in zip(items, head):
+        assert item["image"].shape == (6, 58, 58) and item["label"].shape == (1, 58, 58)
+        last = len(d["noisy"]) - 1
+        for channel, j in enumerate(range(k - 2, k + 3)):
+            torch.testing.assert_close(item["image"][channel], d["noisy"][min(max(j, 0), last), 0])
+        torch.testing.assert_close(item["image"][5:], d["pilot"][k])
+        torch.testing.assert_close(item["label"], d["clean"][k])
+    with pytest.raises(FileNotFoundError, match="run benchmarks/volume_pilot.py prepare first"):
+        volume_pilot.pilot_dataset(str(folder), "training", context=2)
+
+
+def test_the_hybrid_row_trains_through_the_bundle_config_on_those_items(cache):
+    folder, _ = cache
+    row = volume_pilot.row(levels=2)
+    assert row["training"]["epochs"] == 30  # the 60 epochs of the row it extends, over two noise draws per slice
+    parser = ConfigParser()
+    parser.read_config(str(TRAIN_CONFIG))
+    parser.update({**row["training"], "network_def": row["network_def"], "bundle_root": str(ROOT / "bundle"), "patch_size": [32, 32]})
+    for split in ("train", "validate"):  # validation items for both: this test's cache has no training split
+        parser[f"{split}#dataset#cache"], parser[f"{split}#dataset#split"] = str(folder), "validation"
+    net = parser.get_parsed_content("network_def")
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    assert batch["image"].shape == (16, 6, 32, 32) and batch["label"].shape == (16, 1, 32, 32)  # 8 slices x 2 crops
+    torch.testing.assert_close(batch["label"], batch["label"].clamp(0, 1))
+    middle, pilot = batch["image"][:, 2:3], batch["image"][:, 5:]
+    for estimate in (middle, pilot):  # cropped, flipped and turned together: each channel lies on its label
+        assert ((estimate - batch["label"]) ** 2).mean() < ((estimate.flip(-1).transpose(-1, -2) - batch["label"]) ** 2).mean() / 2
+    loss = parser.get_parsed_content("loss")(net(batch["image"]), batch["label"])
+    loss.backward()
+    assert torch.isfinite(loss) and net.blend_gate.weight.grad.abs().sum() > 0
+    validation = parser.get_parsed_content("validate#dataset")
+    assert len(validation) == 2 * sum(1 for f in folder.glob("validation/*_rician-0.10.pt") for _ in volume_pilot.pilot_items([f], 2))
+
+
+class _Pick(torch.nn.Module):
+    """A stand-in 2.5D network with a given pilot that returns one channel of its input."""
+
+    context_slices = 2
+
+    def __init__(self, channel: int):
+        super().__init__()
+        self.channel = channel
+
+    def forward(self, x):
+        assert x.shape[1] == 6
+        return x[:, self.channel : self.channel + 1]
+
+
+def test_run_planes_feeds_each_slice_of_every_plane_with_its_own_pilot(cache):
+    _, files = cache
+    d = torch.load(next(f for f in files if f.name == "dipy_aniso_vox_rician-0.20.pt"), weights_only=True)
+    for planes in ((0,), (0, 1, 2)):
+        torch.testing.assert_close(volume_pilot.run_planes(_Pick(5), d["noisy"], d["pilot"], planes), d["pilot"])
+        torch.testing.assert_close(volume_pilot.run_planes(_Pick(2), d["noisy"], d["pilot"], planes), d["noisy"])
+    # a neighbour channel is the slice one step along each plane's own axis: the mean of three shifted copies
+    shifted = volume_pilot.run_planes(_Pick(3), d["noisy"], d["pilot"], (0, 1, 2))[:, 0]
+    v = d["noisy"][:, 0]
+    expected = sum(torch.cat([v.narrow(a, 1, v.shape[a] - 1), v.narrow(a, v.shape[a] - 1, 1)], dim=a) for a in range(3)) / 3
+    torch.testing.assert_close(shifted, expected)
+
+
+def test_training_refuses_a_cache_whose_levels_lack_volumes(cache, capsys):
+    folder, _ = cache
+    with pytest.raises(SystemExit):
+        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder, DATALIST)
+    assert "level 0.10 lacks training/heudiconv_b0_run1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder / "nothing", DATALIST)
+    assert "no BM4D pilot volumes" in capsys.readouterr().err
