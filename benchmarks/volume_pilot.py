@@ -1,21 +1,21 @@
 """Benchmark: our 2.5D network given BM4D's estimate of the whole volume as its pilot (a hybrid row).
 
 BM4D matches blocks across the whole volume; our rows see five slices of one plane. This gives the
-network BM4D's blind estimate (``nad_monai.baselines.bm4d_denoise`` at its tuned noise scale, no
-known noise level and no bias correction) as the last input channel, its pilot
-(``UnrolledPeronaMalik(volume_pilot=True)``): the guidance, conduction and refinement nets see it and
-the output blends it in per pixel. BM4D cannot run on a training crop, so the noise is drawn once
-per volume and level (Rician, seeded by slice id and level, on references whose air is zero, as the
-zero-air rows) and BM4D run on each noisy volume; ``prepare`` caches those triples, ``train`` trains the row
-on them with the bundle's workflow (``compare_methods.train_learned``) and ``score`` runs BM4D on the noisy
-test volume (the benchmark's noise, seeded by slice id) and the row on that, and prints the whole-image and
-head PSNR and the Edge MSE of BM4D (bias-corrected, as its benchmark row), of the row and of the plain means
-of BM4D and rows without a pilot (``--mean-with``):
+network BM4D's blind estimate (``nad_monai.baselines.bm4d_denoise`` at its tuned noise scale, no known
+noise level and no bias correction) as the last input channel, its pilot
+(``UnrolledPeronaMalik(volume_pilot=True)``): the guidance, conduction and refinement nets see it and the
+output blends it in per pixel. BM4D cannot run on a training crop, so the noise is drawn once per volume
+and level (Rician, seeded by slice id and level, on references whose air is zero, as the zero-air rows)
+and BM4D run on each noisy volume. ``prepare`` caches those triples; ``train`` trains the row on them with
+the bundle's workflow (``compare_methods.train_learned``); ``score`` runs BM4D on the noisy test volume
+(the benchmark's noise, seeded by slice id) and the row on that, on its axial slices and over its three
+planes, and prints the whole-image and head PSNR and the Edge MSE of BM4D (bias-corrected, as its
+benchmark row), of the row, and of rows without a pilot (``--mean-with``) alone and averaged with BM4D:
 
     python benchmarks/volume_pilot.py prepare            # BM4D on every training and validation volume, about 15 min a level
     python benchmarks/volume_pilot.py train
-    python benchmarks/volume_pilot.py score --row context-slices-2-zero-air-rician-correction-bm4d-pilot --all-planes
-        --mean-with context-slices-2-zero-air-rician-correction-k16 --out benchmarks/results/volume_pilot_rician-0.10_all-planes.json
+    python benchmarks/volume_pilot.py score --row context-slices-2-zero-air-rician-correction-bm4d-pilot
+        --mean-with context-slices-2-zero-air-rician-correction-k16 --out benchmarks/results/volume_pilot_rician-0.10.json
 
 (the score command is one line).
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import LEARNED, RICIAN_CORRECTION_ROW, ROOT, VOLUMETRIC, label, network_outputs, train_learned, trained_rows
+from compare_methods import EDGE_WEIGHTED_LOSS, LEARNED, RICIAN_CORRECTION_ROW, ROOT, VOLUMETRIC, label, network_outputs, train_learned, trained_rows
 from monai.data import CacheDataset
 
 from nad_monai.baselines import bm4d_denoise, rician_bias_correction
@@ -44,17 +44,24 @@ CACHE = "$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'cache', 'vo
 """Where a training run finds ``prepare``'s files: ``benchmarks/cache/volume_pilot`` (``--cache``' default)."""
 BOTH = ["image", "label"]
 KEY = "context-slices-2-zero-air-rician-correction-bm4d-pilot"
+ROWS = {KEY: {}, f"{KEY}-gradient-1": EDGE_WEIGHTED_LOSS}
+"""The hybrid rows by key, each with its overrides of ``row``'s training: the row, and the row with ten times the
+gradient weight of the loss (aimed at the Edge MSE, where BM4D keeps the lead)."""
 
 
-def row(levels: int) -> dict:
+def row(levels: int, overrides: dict | None = None) -> dict:
     """The hybrid row: ``RICIAN_CORRECTION_ROW`` (2.5D, references with zero air, Rician noise, learned bias
     correction, MSE + 0.1 gradient) with BM4D's estimate as a given pilot, blended in per pixel. It trains on
     ``prepare``'s noisy volumes at ``levels`` levels for ``60 / levels`` epochs: the same crops and iterations
-    as the 60 epochs of the row it extends, each slice seen at ``levels`` fixed noise draws instead of fresh ones."""
+    as the 60 epochs of the row it extends, each slice seen at ``levels`` fixed noise draws instead of fresh ones;
+    ``overrides`` change its training further."""
     dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": CACHE, "context": 2}
     training = {k: v for k, v in RICIAN_CORRECTION_ROW["training"].items() if not k.startswith(("train#", "validate#"))}
     return {
-        "name": f"{RICIAN_CORRECTION_ROW['name']}, BM4D's estimate of the volume as its pilot",
+        "name": (
+            "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), the air of the training references set to zero, "
+            f"learned Rician bias correction, BM4D's estimate of the volume as its pilot, trained on {levels} Rician noise draws per slice"
+        ),
         "groups": ("tried",),
         "network_def": {**RICIAN_CORRECTION_ROW["network_def"], "volume_pilot": True, "pilot_blend": True},
         "training": {
@@ -69,6 +76,7 @@ def row(levels: int) -> dict:
             "train#dataset": {**dataset, "split": "training", "transform": "@train#preprocessing"},
             "validate#preprocessing#transforms": [],
             "validate#dataset": {**dataset, "split": "validation", "transform": "@validate#preprocessing"},
+            **(overrides or {}),
         },
     }
 
@@ -168,29 +176,29 @@ def scores(denoised: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
     return {"psnr": float(metrics["psnr"](y, clean).mean()), "head_psnr": float(head["psnr"].mean()), "edge_mse": float(metrics["edge_mse"](y, clean).mean())}
 
 
-def score(
-    nets: dict[str, torch.nn.Module], hybrid: str, sigma: float, datalist: str, test_every: int, planes: bool, weights: Sequence[float], results: Path
-) -> dict:
-    """Scores on the test slices at Rician ``sigma`` (the benchmark's noise and slices) of bias-corrected BM4D, of
-    the ``hybrid`` row of ``nets`` given BM4D's estimate (over the three planes with ``planes``) and, for each
-    other row of ``nets`` (no pilot), of its output and of its plain mean with BM4D's at each of ``weights``."""
+def score(nets: dict[str, torch.nn.Module], hybrid: str, sigma: float, datalist: str, test_every: int, weights: Sequence[float], results: Path) -> dict:
+    """Scores on the test slices at Rician ``sigma`` (the benchmark's noise and slices) of bias-corrected BM4D; of
+    the ``hybrid`` row of ``nets`` given BM4D's estimate, on the axial slices and over the three planes; and of
+    each other row of ``nets`` (no pilot) alike, with the plain mean of its output and BM4D's at each of ``weights``."""
     pairs = noisy_pairs(slice_items("nifti", datalist, "test")[::test_every], "rician", sigma)
     whole = volumes(noisy_pairs(slice_items("nifti", datalist, "test", min_foreground=0), "rician", sigma))
-    estimates, outputs = {}, {}
+    given: dict[str, dict[str, torch.Tensor]] = {"bm4d": {}, "one plane": {}, "all planes": {}}
     for noisy, _, ids in whole.values():
         pilot = bm4d_denoise(noisy, _scale(label("rician", sigma), results))
-        ours = run_planes(nets[hybrid], noisy, pilot, (0, 1, 2) if planes else (0,))
-        for k, i in enumerate(ids):
-            estimates[i], outputs[i] = pilot[k : k + 1], ours[k : k + 1]
+        runs = {"bm4d": pilot, "one plane": run_planes(nets[hybrid], noisy, pilot, (0,)), "all planes": run_planes(nets[hybrid], noisy, pilot, (0, 1, 2))}
+        for name, y in runs.items():
+            given[name].update({i: y[k : k + 1] for k, i in enumerate(ids)})
     clean = torch.cat([c for _, c, _ in pairs])
-    bm4d = rician_bias_correction(torch.cat([estimates[i] for _, _, i in pairs]), sigma)
-    found = {"BM4D (bias-corrected)": bm4d, hybrid: torch.cat([outputs[i] for _, _, i in pairs])}
+    bm4d = rician_bias_correction(torch.cat([given["bm4d"][i] for _, _, i in pairs]), sigma)
+    found = {"BM4D (bias-corrected)": bm4d}
+    found.update({f"{hybrid}, {planes}": torch.cat([given[planes][i] for _, _, i in pairs]) for planes in ("one plane", "all planes")})
     for name, net in nets.items():
-        if name != hybrid:
+        for planes in (False, True) if name != hybrid else ():
             alone = torch.cat([y for y, _, _ in network_outputs(net, pairs, whole, planes)])
-            found[name] = alone
-            found.update({f"{w:g} BM4D + {1 - w:g} {name}": w * bm4d + (1 - w) * alone for w in weights})
-    return {"setting": label("rician", sigma), "all_planes": planes, "test_slices": len(pairs), "scores": {name: scores(y, clean) for name, y in found.items()}}
+            tag = f"{name}, {'all planes' if planes else 'one plane'}"
+            found[tag] = alone
+            found.update({f"{w:g} BM4D + {1 - w:g} {tag}": w * bm4d + (1 - w) * alone for w in weights})
+    return {"setting": label("rician", sigma), "test_slices": len(pairs), "scores": {name: scores(y, clean) for name, y in found.items()}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,8 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="the benchmark's output folder (tuning.json, training/)")
     parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
     parser.add_argument("--levels", type=float, nargs="+", default=list(LEVELS), help="Rician levels drawn per volume (prepare)")
-    parser.add_argument("--row", help="the trained hybrid row (score)")
-    parser.add_argument("--all-planes", action="store_true", help="run the row across the test volume's three planes and average")
+    parser.add_argument("--row", help=f"the hybrid row to train (default {KEY}) or score")
     parser.add_argument("--setting", default="rician:0.10", help="noise setting of the test, rician:S (score)")
     parser.add_argument("--test-every", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -216,8 +223,11 @@ def main(argv: list[str] | None = None) -> None:
                 prepare(args.datalist, split, [s], args.cache, args.results)
         return
     if args.command == "train":
-        LEARNED[KEY] = row(len(prepared_levels(parser, args.cache, args.datalist)))
-        print(train_learned(KEY, args.results, {}))
+        key = args.row or KEY
+        if key not in ROWS:
+            parser.error(f"--row {key}: train knows {', '.join(ROWS)}")
+        LEARNED[key] = row(len(prepared_levels(parser, args.cache, args.datalist)), ROWS[key])
+        print(train_learned(key, args.results, {}))
         return
     if not args.row:
         parser.error("score needs --row")
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     if model != "rician":
         parser.error(f"--setting {args.setting}: only rician:S")
     nets = trained_rows(parser, args.results, [args.row, *args.mean_with])
-    report = score(nets, args.row, float(level), args.datalist, args.test_every, args.all_planes, args.weights, args.results)
+    report = score(nets, args.row, float(level), args.datalist, args.test_every, args.weights, args.results)
     for name, r in report["scores"].items():
         print(f"{name}: {r['psnr']:.2f} dB, head {r['head_psnr']:.2f} dB, Edge MSE {r['edge_mse']:.4f}")
     if args.out:

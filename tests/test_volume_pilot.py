@@ -76,6 +76,8 @@ def test_the_hybrid_row_trains_through_the_bundle_config_on_those_items(cache):
     folder, _ = cache
     row = volume_pilot.row(levels=2)
     assert row["training"]["epochs"] == 30  # the 60 epochs of the row it extends, over two noise draws per slice
+    edge = volume_pilot.row(2, volume_pilot.ROWS[f"{volume_pilot.KEY}-gradient-1"])
+    assert {k: v for k, v in edge["training"].items() if row["training"].get(k) != v} == {"loss#gradient_weight": 1.0}
     parser = ConfigParser()
     parser.read_config(str(TRAIN_CONFIG))
     parser.update({**row["training"], "network_def": row["network_def"], "bundle_root": str(ROOT / "bundle"), "patch_size": [32, 32]})
