@@ -44,23 +44,23 @@ CACHE = "$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'cache', 'vo
 """Where a training run finds ``prepare``'s files: ``benchmarks/cache/volume_pilot`` (``--cache``' default)."""
 BOTH = ["image", "label"]
 KEY = "context-slices-2-zero-air-rician-correction-bm4d-pilot"
-ROWS = {KEY: ("", {}), f"{KEY}-gradient-1": (", ten times the gradient weight (MSE + 1 gradient)", EDGE_WEIGHTED_LOSS)}
-"""The hybrid rows by key, each with what its name adds and its overrides of ``row``'s training: the row, and the
-row with ten times the gradient weight of the loss (aimed at the Edge MSE, where BM4D keeps the lead)."""
+ROWS = {KEY: ("MSE + 0.1 gradient", {}), f"{KEY}-gradient-1": ("MSE + 1 gradient, ten times the gradient weight", EDGE_WEIGHTED_LOSS)}
+"""The hybrid rows by key, each with its loss as its name gives it and its overrides of ``row``'s training: the row,
+and the row with ten times the gradient weight of the loss (aimed at the Edge MSE, where BM4D keeps the lead)."""
 
 
-def row(levels: int, change: tuple[str, dict] = ("", {})) -> dict:
+def row(levels: int, change: tuple[str, dict] = ROWS[KEY]) -> dict:
     """The hybrid row: ``RICIAN_CORRECTION_ROW`` (2.5D, references with zero air, Rician noise, learned bias
     correction, MSE + 0.1 gradient) with BM4D's estimate as a given pilot, blended in per pixel. It trains on
     ``prepare``'s noisy volumes at ``levels`` levels for ``60 / levels`` epochs: the same crops and iterations
     as the 60 epochs of the row it extends, each slice seen at ``levels`` fixed noise draws instead of fresh ones;
-    ``change`` (``ROWS``' values) adds to its name and overrides its training."""
+    ``change`` (a value of ``ROWS``) names its loss and overrides its training."""
     dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": CACHE, "context": 2}
     training = {k: v for k, v in RICIAN_CORRECTION_ROW["training"].items() if not k.startswith(("train#", "validate#"))}
     return {
         "name": (
-            "ours, 2.5D with two neighbouring slices on each side (MSE + 0.1 gradient), the air of the training references set to zero, "
-            f"learned Rician bias correction, BM4D's estimate of the volume as its pilot, trained on {levels} Rician noise draws per slice{change[0]}"
+            f"ours, 2.5D with two neighbouring slices on each side ({change[0]}), the air of the training references set to zero, "
+            f"learned Rician bias correction, BM4D's estimate of the volume as its pilot, trained on {levels} Rician noise draws per slice"
         ),
         "groups": ("tried",),
         "network_def": {**RICIAN_CORRECTION_ROW["network_def"], "volume_pilot": True, "pilot_blend": True},

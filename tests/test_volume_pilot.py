@@ -78,7 +78,7 @@ def test_the_hybrid_row_trains_through_the_bundle_config_on_those_items(cache):
     assert row["training"]["epochs"] == 30  # the 60 epochs of the row it extends, over two noise draws per slice
     edge = volume_pilot.row(2, volume_pilot.ROWS[f"{volume_pilot.KEY}-gradient-1"])
     assert {k: v for k, v in edge["training"].items() if row["training"].get(k) != v} == {"loss#gradient_weight": 1.0}
-    assert edge["name"].startswith(row["name"]) and edge["network_def"] == row["network_def"]
+    assert "(MSE + 0.1 gradient)" in row["name"] and "(MSE + 1 gradient, " in edge["name"] and edge["network_def"] == row["network_def"]
     parser = ConfigParser()
     parser.read_config(str(TRAIN_CONFIG))
     parser.update({**row["training"], "network_def": row["network_def"], "bundle_root": str(ROOT / "bundle"), "patch_size": [32, 32]})
