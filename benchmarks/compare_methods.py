@@ -688,6 +688,11 @@ def trained_rows(parser: argparse.ArgumentParser, results: Path, rows: list[str]
     return nets
 
 
+def tuned(results: Path, setting: str) -> dict:
+    """The classical methods' grid searches for ``setting`` (``tuning.json`` of the benchmark run in ``results``), by row name."""
+    return json.loads((results / "tuning.json").read_text())[setting]
+
+
 def seconds_per_slice(denoise, repeats: int, channels: int = 1) -> float:
     """Median seconds to denoise one 256x256 image (noisy mid-grey; ``channels`` slices of it for a 2.5D
     denoiser), after one warm-up call."""
@@ -953,14 +958,15 @@ def volume_pairs(test_pairs: list, stacks: dict, denoise_volume) -> list:
     return [(denoised[slice_id], clean, slice_id) for _, clean, slice_id in test_pairs]
 
 
-def all_planes(net: torch.nn.Module):
-    """A volume denoiser for ``volume_pairs``: the slices ``(Z, 1, H, W)`` of a volume run through ``net`` across
-    each of the volume's three axes, the three results averaged (``nad-denoise --all-planes``)."""
-    planes = MeanOfInferers([volume_slice_inferer(getattr(net, "context_slices", 0), axis, sw_batch_size=8) for axis in (0, 1, 2)])
+def all_planes(net: torch.nn.Module, axes: tuple[int, ...] = (0, 1, 2)):
+    """A volume denoiser for ``volume_pairs``: the slices ``(Z, C, H, W)`` of a volume run through ``net`` across
+    each of ``axes`` (of ``H, W, Z``; 2 is the slices as given), the results averaged (``nad-denoise
+    --all-planes``). Channel 0 is the volume; further channels go to ``net`` per slice (``NeighbourSliceInferer``)."""
+    planes = MeanOfInferers([volume_slice_inferer(getattr(net, "context_slices", 0), axis, sw_batch_size=8) for axis in axes])
 
     def denoise(noisy: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return planes(noisy[:, 0].permute(1, 2, 0)[None, None], net)[0, 0].permute(2, 0, 1)[:, None]
+            return planes(noisy.permute(1, 2, 3, 0)[None], net)[0, 0].permute(2, 0, 1)[:, None]
 
     return denoise
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import ROOT, VOLUMETRIC, classical_denoiser, label, network_outputs, settings, trained_rows, volume_pairs
+from compare_methods import ROOT, VOLUMETRIC, classical_denoiser, label, network_outputs, settings, trained_rows, tuned, volume_pairs
 
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import noisy_pairs, volumes
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     for row, net in nets.items():
         outputs[row] = network_outputs(net, pairs, whole, args.all_planes)
     if args.bm4d:
-        best = json.loads((args.results / "tuning.json").read_text())[setting][BM4D]["best"]
+        best = tuned(args.results, setting)[BM4D]["best"]
         method = VOLUMETRIC[BM4D][0]
         outputs[BM4D] = volume_pairs(pairs, whole, classical_denoiser(method, best, sigma if model == "rician" else None))
     report = {}

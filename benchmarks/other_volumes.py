@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import ROOT, VOLUMETRIC, classical_denoiser, label, network_outputs, settings, trained_rows, volume_pairs
+from compare_methods import ROOT, VOLUMETRIC, classical_denoiser, label, network_outputs, settings, trained_rows, tuned, volume_pairs
 
 from nad_monai.datasets import slice_items
 from nad_monai.evaluation import noisy_pairs, score_images, volumes
@@ -73,14 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     nets = trained_rows(parser, args.results, args.rows)
     (model, sigma), = settings([args.setting], False)
     setting = label(model, sigma)
-    tuned = json.loads((args.results / "tuning.json").read_text())[setting]
+    tuning = tuned(args.results, setting)
     correct = sigma if model == "rician" else None
     pairs = noisy_pairs(slice_items("nifti", args.datalist, args.split), model, sigma)
     whole = volumes(noisy_pairs(slice_items("nifti", args.datalist, args.split, min_foreground=0), model, sigma))
     outputs = {"noisy input": pairs}
-    bm3d = classical_denoiser("bm3d", tuned[BM3D]["best"], correct)
+    bm3d = classical_denoiser("bm3d", tuning[BM3D]["best"], correct)
     outputs[BM3D] = [(bm3d(x), clean, key) for x, clean, key in pairs]
-    outputs[BM4D] = volume_pairs(pairs, whole, classical_denoiser(VOLUMETRIC[BM4D][0], tuned[BM4D]["best"], correct))
+    outputs[BM4D] = volume_pairs(pairs, whole, classical_denoiser(VOLUMETRIC[BM4D][0], tuning[BM4D]["best"], correct))
     for row, net in nets.items():
         outputs[row] = network_outputs(net, pairs, whole, args.all_planes)
     report = {name: scores_by_volume(out) for name, out in outputs.items()}
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(volume, report) + "\n", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"setting": setting, "split": args.split, "all_planes": args.all_planes, "tuned": {BM3D: tuned[BM3D]["best"], BM4D: tuned[BM4D]["best"]}, "scores": report}
+        record = {"setting": setting, "split": args.split, "all_planes": args.all_planes, "tuned": {BM3D: tuning[BM3D]["best"], BM4D: tuning[BM4D]["best"]}, "scores": report}
         write_text_atomic(args.out, json.dumps(record, indent=1))
 
 

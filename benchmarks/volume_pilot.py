@@ -29,13 +29,12 @@ from pathlib import Path
 
 import torch
 from benchmark_report import write_text_atomic
-from compare_methods import EDGE_WEIGHTED_LOSS, LEARNED, RICIAN_CORRECTION_ROW, ROOT, VOLUMETRIC, label, network_outputs, train_learned, trained_rows
+from compare_methods import EDGE_WEIGHTED_LOSS, LEARNED, RICIAN_CORRECTION_ROW, ROOT, VOLUMETRIC, all_planes, label, network_outputs, train_learned, trained_rows, tuned
 from monai.data import CacheDataset
 
 from nad_monai.baselines import bm4d_denoise, rician_bias_correction
 from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction, neighbour_indices, slice_items
-from nad_monai.evaluation import head_mask, noisy_pairs, volumes
-from nad_monai.metrics import denoising_metrics, masked_metrics
+from nad_monai.evaluation import noisy_pairs, score_images, volumes
 from transforms import ZeroBackground
 
 LEVELS = (0.10, 0.15, 0.05, 0.20)
@@ -43,6 +42,7 @@ LEVELS = (0.10, 0.15, 0.05, 0.20)
 CACHE = "$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'cache', 'volume_pilot')"
 """Where a training run finds ``prepare``'s files: ``benchmarks/cache/volume_pilot`` (``--cache``' default)."""
 BOTH = ["image", "label"]
+BM4D = next(iter(VOLUMETRIC))
 KEY = "context-slices-2-zero-air-rician-correction-bm4d-pilot"
 ROWS = {KEY: ("MSE + 0.1 gradient", {}), f"{KEY}-gradient-1": ("MSE + 1 gradient, ten times the gradient weight", EDGE_WEIGHTED_LOSS)}
 """The hybrid rows by key, each with its loss as its name gives it and its overrides of ``row``'s training: the row,
@@ -81,11 +81,6 @@ def row(levels: int, change: tuple[str, dict] = ROWS[KEY]) -> dict:
     }
 
 
-def _scale(setting: str, results: Path) -> float:
-    """BM4D's tuned ``sigma_scale`` for ``setting`` (``tuning.json`` of the benchmark run in ``results``)."""
-    return json.loads((results / "tuning.json").read_text())[setting][next(iter(VOLUMETRIC))]["best"]["sigma_scale"]
-
-
 def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, results: Path) -> list[Path]:
     """For every volume of ``split`` and level: the axial slices ``(Z, 1, H, W)`` of the reference with its
     air set to zero, of that reference with Rician noise (seeded by slice id and level), and of BM4D's blind
@@ -95,6 +90,7 @@ def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, res
     zero = ZeroBackground()
     files = []
     for s in levels:
+        scale = tuned(results, label("rician", s))[BM4D]["best"]["sigma_scale"]
         tagged = [{**i, "image": zero(i["image"]), "id": i["id"].replace("#", f"@rician-{s:.2f}#", 1)} for i in items]
         for volume, (noisy, clean, ids) in volumes(noisy_pairs(tagged, "rician", s)).items():
             path = cache / split / f"{Path(volume.split('@')[0]).name.split('.')[0]}_rician-{s:.2f}.pt"
@@ -102,7 +98,7 @@ def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, res
             if path.is_file():
                 continue
             print(f"  BM4D of {path.stem} ({tuple(noisy.shape)})", flush=True)
-            pilot = bm4d_denoise(noisy, _scale(label("rician", s), results))
+            pilot = bm4d_denoise(noisy, scale)
             path.parent.mkdir(parents=True, exist_ok=True)
             part = path.with_suffix(".part")
             torch.save({"noisy": noisy, "clean": clean, "pilot": pilot, "ids": ids, "sigma": s}, part)
@@ -149,56 +145,37 @@ def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str)
     return sorted(found)
 
 
-def run_planes(net: torch.nn.Module, noisy: torch.Tensor, pilot: torch.Tensor, planes: Sequence[int]) -> torch.Tensor:
-    """``net`` (``volume_pilot=True``) over the volume ``noisy`` ``(Z, 1, H, W)`` with BM4D's estimate ``pilot``
-    (same shape), slice by slice across each axis of ``planes`` (0: the slices as given, 1 and 2 the other
-    two), the results averaged."""
-    context = net.context_slices
-    volume, guide = noisy[:, 0], pilot[:, 0]
-    total = torch.zeros_like(volume)
-    with torch.inference_mode():
-        for axis in planes:
-            v, g = volume.movedim(axis, 0), guide.movedim(axis, 0)
-            out = torch.empty_like(v)
-            for start in range(0, len(v), 8):
-                ks = range(start, min(start + 8, len(v)))
-                batch = torch.stack([torch.cat([v[neighbour_indices(k, len(v), context)], g[k : k + 1]]) for k in ks])
-                out[start : start + len(ks)] = net(batch)[:, 0]
-            total += out.movedim(0, axis)
-    return (total / len(planes))[:, None]
-
-
-def scores(denoised: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
-    """Mean whole-image PSNR and Edge MSE and head PSNR of slices ``(N, 1, H, W)``."""
-    metrics = denoising_metrics()
-    y = denoised.clamp(0, 1)
-    head = masked_metrics(y, clean, head_mask(clean))
-    return {"psnr": float(metrics["psnr"](y, clean).mean()), "head_psnr": float(head["psnr"].mean()), "edge_mse": float(metrics["edge_mse"](y, clean).mean())}
-
-
 def score(nets: dict[str, torch.nn.Module], hybrid: str, sigma: float, datalist: str, test_every: int, weights: Sequence[float], results: Path) -> dict:
-    """Scores on the test slices at Rician ``sigma`` (the benchmark's noise and slices) of bias-corrected BM4D; of
-    the ``hybrid`` row of ``nets`` given BM4D's estimate, on the axial slices and over the three planes; and of
-    each other row of ``nets`` (no pilot) alike, with the plain mean of its output and BM4D's at each of ``weights``."""
+    """Mean whole-image PSNR, head PSNR and Edge MSE on the test slices at Rician ``sigma`` (the benchmark's noise
+    and slices) of bias-corrected BM4D; of the ``hybrid`` row of ``nets`` given BM4D's estimate, on the axial
+    slices and over the three planes (``all_planes``, the estimate a second channel); and of each other row of
+    ``nets`` (no pilot) alike, with the plain mean of its output and BM4D's at each of ``weights``."""
     pairs = noisy_pairs(slice_items("nifti", datalist, "test")[::test_every], "rician", sigma)
     whole = volumes(noisy_pairs(slice_items("nifti", datalist, "test", min_foreground=0), "rician", sigma))
-    given: dict[str, dict[str, torch.Tensor]] = {"bm4d": {}, "one plane": {}, "all planes": {}}
+    scale = tuned(results, label("rician", sigma))[BM4D]["best"]["sigma_scale"]
+    runs = {"bm4d": None, "one plane": all_planes(nets[hybrid], (2,)), "all planes": all_planes(nets[hybrid])}
+    given: dict[str, dict[str, torch.Tensor]] = {name: {} for name in runs}
     for noisy, _, ids in whole.values():
-        pilot = bm4d_denoise(noisy, _scale(label("rician", sigma), results))
-        runs = {"bm4d": pilot, "one plane": run_planes(nets[hybrid], noisy, pilot, (0,)), "all planes": run_planes(nets[hybrid], noisy, pilot, (0, 1, 2))}
-        for name, y in runs.items():
+        pilot = bm4d_denoise(noisy, scale)
+        for name, run in runs.items():
+            y = pilot if run is None else run(torch.cat([noisy, pilot], dim=1))
             given[name].update({i: y[k : k + 1] for k, i in enumerate(ids)})
-    clean = torch.cat([c for _, c, _ in pairs])
-    bm4d = rician_bias_correction(torch.cat([given["bm4d"][i] for _, _, i in pairs]), sigma)
-    found = {"BM4D (bias-corrected)": bm4d}
-    found.update({f"{hybrid}, {planes}": torch.cat([given[planes][i] for _, _, i in pairs]) for planes in ("one plane", "all planes")})
+    found = {"BM4D (bias-corrected)": [(rician_bias_correction(given["bm4d"][i], sigma), clean, i) for _, clean, i in pairs]}
+    found.update({f"{hybrid}, {name}": [(given[name][i], clean, i) for _, clean, i in pairs] for name in ("one plane", "all planes")})
     for name, net in nets.items():
         for planes in (False, True) if name != hybrid else ():
-            alone = torch.cat([y for y, _, _ in network_outputs(net, pairs, whole, planes)])
+            alone = network_outputs(net, pairs, whole, planes)
             tag = f"{name}, {'all planes' if planes else 'one plane'}"
             found[tag] = alone
-            found.update({f"{w:g} BM4D + {1 - w:g} {tag}": w * bm4d + (1 - w) * alone for w in weights})
-    return {"setting": label("rician", sigma), "test_slices": len(pairs), "scores": {name: scores(y, clean) for name, y in found.items()}}
+            for w in weights:
+                found[f"{w:g} BM4D + {1 - w:g} {tag}"] = [(w * b + (1 - w) * y, clean, i) for (b, _, _), (y, clean, i) in zip(found["BM4D (bias-corrected)"], alone)]
+    return {"setting": label("rician", sigma), "test_slices": len(pairs), "scores": {name: means(outputs) for name, outputs in found.items()}}
+
+
+def means(outputs: list) -> dict[str, float]:
+    """Mean whole-image PSNR, head PSNR and Edge MSE (``score_images``) of ``(denoised, clean, id)`` pairs."""
+    values = score_images(outputs, lambda y: y)
+    return {metric: float(values[metric].mean()) for metric in ("psnr", "head_psnr", "edge_mse")}
 
 
 def main(argv: list[str] | None = None) -> None:

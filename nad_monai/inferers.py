@@ -24,11 +24,15 @@ tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 class NeighbourSliceInferer(Inferer):
     """Run a 2.5D network over a volume ``(B, 1, X, Y, Z)``, slice by slice across ``spatial_dim``.
 
+    Further channels ``(B, 1 + E, X, Y, Z)`` are given per slice: each stack gets the slice's own ``E`` values
+    of them after its ``1 + 2 context`` slices of channel 0 (e.g. an estimate of the volume as a pilot,
+    ``UnrolledPeronaMalik(volume_pilot=True)``).
+
     Args:
         context: neighbouring slices on each side of a slice (the network's ``context_slices``, >= 1).
         spatial_dim: the volume axis (0, 1 or 2 of ``X, Y, Z``) across which slices are cut.
         sw_batch_size: slices per network call.
-        slice_inferer: runs the network on a batch of stacks ``(N, 1 + 2 context, H, W)`` and returns
+        slice_inferer: runs the network on a batch of stacks ``(N, 1 + 2 context + E, H, W)`` and returns
             ``(N, 1, H, W)``; ``None``: ``SimpleInferer``. A ``SlidingWindowInferer`` tiles large slices.
         sw_device: where the network runs; the stacks are moved there a batch at a time (``None``:
             where the input is).
@@ -61,9 +65,10 @@ class NeighbourSliceInferer(Inferer):
         self.sw_device, self.device, self.progress = sw_device, device, progress
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
-        if inputs.dim() != 5 or inputs.shape[1] != 1:
-            raise ValueError(f"expected a one-channel volume batch (B, 1, X, Y, Z), got {tuple(inputs.shape)}")
+        if inputs.dim() != 5:
+            raise ValueError(f"expected a volume batch (B, 1, X, Y, Z) (or (B, 1 + E, X, Y, Z), E channels per slice), got {tuple(inputs.shape)}")
         slices = torch.movedim(inputs[:, 0], 1 + self.spatial_dim, 1)  # (B, D, H, W)
+        given = torch.movedim(inputs[:, 1:], 2 + self.spatial_dim, 1)  # (B, D, E, H, W)
         b, d, h, w = slices.shape
         if d == 0:
             raise ValueError(f"no slices across spatial_dim {self.spatial_dim} of {tuple(inputs.shape)}")
@@ -74,7 +79,8 @@ class NeighbourSliceInferer(Inferer):
         out = None
         for start in tqdm(starts) if self.progress and has_tqdm else starts:
             picks = stacks[start : start + self.sw_batch_size]
-            batch = slices[:, picks].reshape(-1, picks.shape[1], h, w).to(sw_device)  # (B * n, 1 + 2c, H, W)
+            batch = torch.cat([slices[:, picks], given[:, start : start + len(picks)]], dim=2)  # (B, n, 1 + 2c + E, H, W)
+            batch = batch.reshape(-1, batch.shape[2], h, w).to(sw_device)  # (B * n, 1 + 2c + E, H, W)
             pred = self.slice_inferer(batch, network, *args, **kwargs)
             if pred.shape != (batch.shape[0], 1, h, w):
                 raise ValueError(f"the network should map {tuple(batch.shape)} to {(batch.shape[0], 1, h, w)}, got {tuple(pred.shape)}")

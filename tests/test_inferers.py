@@ -68,6 +68,16 @@ def test_tiles_blend_into_nearly_the_whole_slice_result(volume):
     assert not torch.equal(whole, noisy), "the network did run"
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_further_channels_are_given_per_slice_after_the_stack(volume, axis):
+    given = torch.cat([volume, 1 - volume, volume.flip(2 + axis)], dim=1)  # (1, 3, X, Y, Z): the volume, then two per-slice channels
+    inferer = NeighbourSliceInferer(1, axis, 3)
+    torch.testing.assert_close(inferer(given, Channel(1)), volume)  # the stack's middle: channel 0's own slice
+    torch.testing.assert_close(inferer(given, Channel(3)), 1 - volume)  # after the stack of 3, each slice's own value of channel 1
+    torch.testing.assert_close(inferer(given, Channel(4)), volume.flip(2 + axis))
+    torch.testing.assert_close(inferer(given, Channel(0)), inferer(volume, Channel(0)))  # the stack is cut from channel 0 alone
+
+
 def test_bad_arguments_and_shapes_are_refused(volume):
     with pytest.raises(ValueError, match="context must be >= 1"):
         NeighbourSliceInferer(0)

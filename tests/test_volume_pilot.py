@@ -15,7 +15,7 @@ from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import volume_pilot  # noqa: E402
-from compare_methods import TRAIN_CONFIG  # noqa: E402
+from compare_methods import TRAIN_CONFIG, all_planes  # noqa: E402
 
 DATALIST = str(ROOT / "data" / "datalist.json")
 
@@ -112,14 +112,15 @@ class _Pick(torch.nn.Module):
         return x[:, self.channel : self.channel + 1]
 
 
-def test_run_planes_feeds_each_slice_of_every_plane_with_its_own_pilot(cache):
+def test_all_planes_feeds_each_slice_of_every_plane_with_its_own_pilot(cache):
     _, files = cache
     d = torch.load(next(f for f in files if f.name == "dipy_aniso_vox_rician-0.20.pt"), weights_only=True)
-    for planes in ((0,), (0, 1, 2)):
-        torch.testing.assert_close(volume_pilot.run_planes(_Pick(5), d["noisy"], d["pilot"], planes), d["pilot"])
-        torch.testing.assert_close(volume_pilot.run_planes(_Pick(2), d["noisy"], d["pilot"], planes), d["noisy"])
+    both = torch.cat([d["noisy"], d["pilot"]], dim=1)  # (Z, 2, H, W): the volume, then its estimate
+    for axes in ((2,), (0, 1, 2)):
+        torch.testing.assert_close(all_planes(_Pick(5), axes)(both), d["pilot"])
+        torch.testing.assert_close(all_planes(_Pick(2), axes)(both), d["noisy"])
     # a neighbour channel is the slice one step along each plane's own axis: the mean of three shifted copies
-    shifted = volume_pilot.run_planes(_Pick(3), d["noisy"], d["pilot"], (0, 1, 2))[:, 0]
+    shifted = all_planes(_Pick(3))(both)[:, 0]
     v = d["noisy"][:, 0]
     expected = sum(torch.cat([v.narrow(a, 1, v.shape[a] - 1), v.narrow(a, v.shape[a] - 1, 1)], dim=a) for a in range(3)) / 3
     torch.testing.assert_close(shifted, expected)
