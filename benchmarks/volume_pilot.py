@@ -1,31 +1,34 @@
-"""Benchmark: our 2.5D network given BM4D's estimate of the whole volume as its pilot (a hybrid row).
+"""Benchmark: our 2.5D network given an estimate of the whole volume as its pilot (hybrid and second-pass rows).
 
 BM4D matches blocks across the whole volume; our rows see five slices of one plane. This gives the
-network BM4D's blind estimate (``nad_monai.baselines.bm4d_denoise`` at its tuned noise scale, no known
-noise level and no bias correction) as the last input channel, its pilot
+network an estimate of the whole volume as the last input channel, its pilot
 (``UnrolledPeronaMalik(volume_pilot=True)``): the guidance, conduction and refinement nets see it and the
-output blends it in per pixel. BM4D cannot run on a training crop, so the noise is drawn once per volume
-and level (Rician, seeded by slice id and level, on references whose air is zero, as the zero-air rows)
-and BM4D run on each noisy volume. ``prepare`` caches those triples; ``train`` trains the row on them with
-the bundle's workflow (``compare_methods.train_learned``); ``score`` runs BM4D on the noisy test volume
-(the benchmark's noise, seeded by slice id) and the row on that, on its axial slices and over its three
-planes, and prints the whole-image and head PSNR and the Edge MSE of BM4D (bias-corrected, as its
-benchmark row), of the row, and of rows without a pilot (``--mean-with``) alone and averaged with BM4D:
+output blends it in per pixel. The estimate is BM4D's blind one (``nad_monai.baselines.bm4d_denoise`` at its
+tuned noise scale, no known noise level and no bias correction), or, for a second pass of ours alone, a
+trained row of ours run over the volume's three planes (``compare_methods.all_planes``). Neither can run
+on a training crop, so the noise is drawn once per volume and level (Rician, seeded by slice id and level,
+on references whose air is zero, as the zero-air rows) and the estimate computed for each noisy volume.
+``prepare`` caches those triples per pilot; ``train`` trains a row on them with the bundle's workflow
+(``compare_methods.train_learned``); ``score`` runs BM4D and the row's pilot on the noisy test volume (the
+benchmark's noise, seeded by slice id) and the row on that, on its axial slices and over its three planes,
+and prints the whole-image and head PSNR and the Edge MSE of BM4D (bias-corrected, as its benchmark row),
+of a row pilot, of the row, and of rows without a pilot (``--mean-with``) alone and averaged with BM4D:
 
-    python benchmarks/volume_pilot.py prepare            # BM4D on every training and validation volume, about 15 min a level
-    python benchmarks/volume_pilot.py train
+    python benchmarks/volume_pilot.py prepare [--row KEY]     # the row's pilot on every training and validation volume
+    python benchmarks/volume_pilot.py train [--row KEY]
     python benchmarks/volume_pilot.py score --row context-slices-2-zero-air-rician-correction-bm4d-pilot
         --mean-with context-slices-2-zero-air-rician-correction-k16 --out benchmarks/results/volume_pilot_rician-0.10.json
 
-(the score command is one line).
+(the score command is one line; ``--row`` defaults to the BM4D row, whose ``prepare`` takes about 15 min a level).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from benchmark_report import write_text_atomic
@@ -39,31 +42,65 @@ from transforms import ZeroBackground
 
 LEVELS = (0.10, 0.15, 0.05, 0.20)
 """Rician noise levels drawn once per training and validation volume (the bundle's training range, 0.05-0.2)."""
-CACHE = "$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'cache', 'volume_pilot')"
-"""Where a training run finds ``prepare``'s files: ``benchmarks/cache/volume_pilot`` (``--cache``' default)."""
 BOTH = ["image", "label"]
 BM4D = next(iter(VOLUMETRIC))
+BM4D_PILOT = "bm4d"
+SECOND_PASS_PILOT = "context-slices-2-zero-air-rician-correction"
+"""The row of ours whose estimate over the three planes is the second pass's pilot: the K = 8 correction row
+(102,048 parameters; with the K = 4 second pass, 169,981 in all, under a tenth of the 2.5D U-Net's)."""
+
+
+class Hybrid(NamedTuple):
+    """A row given a volume estimate as its pilot: its loss as its name gives it, its overrides of ``row``'s
+    training and network, and its pilot, ``BM4D_PILOT`` or a trained row of ours, as the name gives it."""
+
+    loss: str
+    training: dict
+    pilot: str = BM4D_PILOT
+    pilot_name: str = "BM4D's estimate of the volume"
+    network: dict = {}
+
+
 KEY = "context-slices-2-zero-air-rician-correction-bm4d-pilot"
-ROWS = {KEY: ("MSE + 0.1 gradient", {}), f"{KEY}-gradient-1": ("MSE + 1 gradient, ten times the gradient weight", EDGE_WEIGHTED_LOSS)}
-"""The hybrid rows by key, each with its loss as its name gives it and its overrides of ``row``'s training: the row,
-and the row with ten times the gradient weight of the loss (aimed at the Edge MSE, where BM4D keeps the lead)."""
+ROWS = {
+    KEY: Hybrid("MSE + 0.1 gradient", {}),
+    f"{KEY}-gradient-1": Hybrid("MSE + 1 gradient, ten times the gradient weight", EDGE_WEIGHTED_LOSS),
+    "context-slices-2-zero-air-rician-correction-k4-second-pass": Hybrid(
+        "MSE + 0.1 gradient", {}, SECOND_PASS_PILOT, "K = 4, the K = 8 correction row's estimate over the three planes", {"steps": 4}
+    ),
+}
+"""The rows by key: BM4D's estimate as the pilot; the same with ten times the gradient weight of the loss (aimed at
+the Edge MSE, where BM4D keeps the lead); and a second pass of ours alone, a K = 4 network given the K = 8
+correction row's estimate over the three planes (the view of the volume that row has, without BM4D)."""
 
 
-def row(levels: int, change: tuple[str, dict] = ROWS[KEY]) -> dict:
-    """The hybrid row: ``RICIAN_CORRECTION_ROW`` (2.5D, references with zero air, Rician noise, learned bias
-    correction, MSE + 0.1 gradient) with BM4D's estimate as a given pilot, blended in per pixel. It trains on
-    ``prepare``'s noisy volumes at ``levels`` levels for ``60 / levels`` epochs: the same crops and iterations
-    as the 60 epochs of the row it extends, each slice seen at ``levels`` fixed noise draws instead of fresh ones;
-    ``change`` (a value of ``ROWS``) names its loss and overrides its training."""
-    dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": CACHE, "context": 2}
+def cache_expression(pilot: str) -> str:
+    """Where a training run finds ``prepare``'s files for ``pilot``, as a bundle expression:
+    ``benchmarks/cache/<cache_name(pilot)>`` (``--cache``' default)."""
+    return f"$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'cache', '{cache_name(pilot)}')"
+
+
+def cache_name(pilot: str) -> str:
+    """The cache folder of ``pilot``'s volumes: ``volume_pilot`` for BM4D's, ``volume_pilot_<row>`` for a row's."""
+    return "volume_pilot" if pilot == BM4D_PILOT else f"volume_pilot_{pilot}"
+
+
+def row(levels: int, change: Hybrid = ROWS[KEY]) -> dict:
+    """A row given a volume estimate: ``RICIAN_CORRECTION_ROW`` (2.5D, references with zero air, Rician noise,
+    learned bias correction, MSE + 0.1 gradient) with ``change.pilot``'s estimate as a given pilot, blended in
+    per pixel. It trains on ``prepare``'s noisy volumes at ``levels`` levels for ``60 / levels`` epochs: the same
+    crops and iterations as the 60 epochs of the row it extends, each slice seen at ``levels`` fixed noise draws
+    instead of fresh ones; ``change`` (a value of ``ROWS``) names its loss and pilot and overrides its training
+    and network."""
+    dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": cache_expression(change.pilot), "context": 2}
     training = {k: v for k, v in RICIAN_CORRECTION_ROW["training"].items() if not k.startswith(("train#", "validate#"))}
     return {
         "name": (
-            f"ours, 2.5D with two neighbouring slices on each side ({change[0]}), the air of the training references set to zero, "
-            f"learned Rician bias correction, BM4D's estimate of the volume as its pilot, trained on {levels} Rician noise draws per slice"
+            f"ours, 2.5D with two neighbouring slices on each side ({change.loss}), the air of the training references set to zero, "
+            f"learned Rician bias correction, {change.pilot_name} as its pilot, trained on {levels} Rician noise draws per slice"
         ),
         "groups": ("tried",),
-        "network_def": {**RICIAN_CORRECTION_ROW["network_def"], "volume_pilot": True, "pilot_blend": True},
+        "network_def": {**RICIAN_CORRECTION_ROW["network_def"], **change.network, "volume_pilot": True, "pilot_blend": True},
         "training": {
             **training,
             "epochs": RICIAN_CORRECTION_ROW["training"]["epochs"] // levels,
@@ -76,29 +113,38 @@ def row(levels: int, change: tuple[str, dict] = ROWS[KEY]) -> dict:
             "train#dataset": {**dataset, "split": "training", "transform": "@train#preprocessing"},
             "validate#preprocessing#transforms": [],
             "validate#dataset": {**dataset, "split": "validation", "transform": "@validate#preprocessing"},
-            **change[1],
+            **change.training,
         },
     }
 
 
-def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, results: Path) -> list[Path]:
+def estimator(pilot: str, results: Path, parser: argparse.ArgumentParser) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """``pilot``'s estimate ``(Z, 1, H, W)`` of a noisy volume's slices ``(Z, 1, H, W)`` at Rician level ``sigma``:
+    BM4D's blind one (its tuned noise scale at that level, ``tuning.json`` in ``results``, no bias correction) or
+    trained row ``pilot``'s over the three planes (``parser.error`` if it has no weights)."""
+    if pilot == BM4D_PILOT:
+        return lambda noisy, sigma: bm4d_denoise(noisy, tuned(results, label("rician", sigma))[BM4D]["best"]["sigma_scale"])
+    planes = all_planes(trained_rows(parser, results, [pilot])[pilot])
+    return lambda noisy, sigma: planes(noisy)
+
+
+def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, estimate: Callable[[torch.Tensor, float], torch.Tensor]) -> list[Path]:
     """For every volume of ``split`` and level: the axial slices ``(Z, 1, H, W)`` of the reference with its
-    air set to zero, of that reference with Rician noise (seeded by slice id and level), and of BM4D's blind
-    estimate of the noisy volume; saved as ``cache/<split>/<volume>_rician-<s>.pt`` unless there.
+    air set to zero, of that reference with Rician noise (seeded by slice id and level), and ``estimate`` (an
+    ``estimator``) of the noisy volume; saved as ``cache/<split>/<volume>_rician-<s>.pt`` unless there.
     Returns the files, in order."""
     items = slice_items("nifti", datalist, split, min_foreground=0)
     zero = ZeroBackground()
     files = []
     for s in levels:
-        scale = tuned(results, label("rician", s))[BM4D]["best"]["sigma_scale"]
         tagged = [{**i, "image": zero(i["image"]), "id": i["id"].replace("#", f"@rician-{s:.2f}#", 1)} for i in items]
         for volume, (noisy, clean, ids) in volumes(noisy_pairs(tagged, "rician", s)).items():
             path = cache / split / f"{Path(volume.split('@')[0]).name.split('.')[0]}_rician-{s:.2f}.pt"
             files.append(path)
             if path.is_file():
                 continue
-            print(f"  BM4D of {path.stem} ({tuple(noisy.shape)})", flush=True)
-            pilot = bm4d_denoise(noisy, scale)
+            print(f"  pilot of {path.stem} ({tuple(noisy.shape)})", flush=True)
+            pilot = estimate(noisy, s)
             path.parent.mkdir(parents=True, exist_ok=True)
             part = path.with_suffix(".part")
             torch.save({"noisy": noisy, "clean": clean, "pilot": pilot, "ids": ids, "sigma": s}, part)
@@ -108,7 +154,7 @@ def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, res
 
 def pilot_items(files: Sequence[str | Path], context: int, min_foreground: float = MIN_FOREGROUND) -> list[dict]:
     """Training items from ``prepare``'s files: per slice of a volume whose reference is mostly head,
-    ``{"image": (1 + 2 context + 1, H, W)`` the noisy slice between its ``context`` neighbours and BM4D's
+    ``{"image": (1 + 2 context + 1, H, W)`` the noisy slice between its ``context`` neighbours and the pilot's
     estimate of it last, ``"label": (1, H, W)`` the reference, ``"id"}``."""
     items = []
     for f in files:
@@ -138,30 +184,34 @@ def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str)
     listed = json.loads(Path(datalist).read_text())
     wanted = {f"{split}/{Path(i['image']).name.split('.')[0]}" for split in ("training", "validation") for i in listed[split]}
     if not found:
-        parser.error(f"{cache}: no BM4D pilot volumes; run benchmarks/volume_pilot.py prepare first")
+        parser.error(f"{cache}: no pilot volumes; run benchmarks/volume_pilot.py prepare first")
     for level, have in sorted(found.items()):
         if have != wanted:
             parser.error(f"{cache}: level {level} lacks {', '.join(sorted(wanted - have))}; finish prepare or delete that level's files")
     return sorted(found)
 
 
-def score(nets: dict[str, torch.nn.Module], hybrid: str, sigma: float, datalist: str, test_every: int, weights: Sequence[float], results: Path) -> dict:
+def score(nets: dict[str, torch.nn.Module], hybrid: str, estimate, sigma: float, datalist: str, test_every: int, weights: Sequence[float], results: Path) -> dict:
     """Mean whole-image PSNR, head PSNR and Edge MSE on the test slices at Rician ``sigma`` (the benchmark's noise
-    and slices) of bias-corrected BM4D; of the ``hybrid`` row of ``nets`` given BM4D's estimate, on the axial
-    slices and over the three planes (``all_planes``, the estimate a second channel); and of each other row of
-    ``nets`` (no pilot) alike, with the plain mean of its output and BM4D's at each of ``weights``."""
+    and slices) of bias-corrected BM4D; of the ``hybrid`` row's pilot, ``estimate`` (its ``estimator``), where that
+    is a row of ours; of the ``hybrid`` row of ``nets`` given that estimate, on the axial slices and over the three
+    planes (``all_planes``, the estimate a second channel); and of each other row of ``nets`` (no pilot) alike,
+    with the plain mean of its output and BM4D's at each of ``weights``."""
     pairs = noisy_pairs(slice_items("nifti", datalist, "test")[::test_every], "rician", sigma)
     whole = volumes(noisy_pairs(slice_items("nifti", datalist, "test", min_foreground=0), "rician", sigma))
-    scale = tuned(results, label("rician", sigma))[BM4D]["best"]["sigma_scale"]
-    runs = {"bm4d": None, "one plane": all_planes(nets[hybrid], (2,)), "all planes": all_planes(nets[hybrid])}
-    given: dict[str, dict[str, torch.Tensor]] = {name: {} for name in runs}
+    bm4d, pilot = estimator(BM4D_PILOT, results, None), ROWS[hybrid].pilot
+    runs = {"one plane": all_planes(nets[hybrid], (2,)), "all planes": all_planes(nets[hybrid])}
+    given: dict[str, dict[str, torch.Tensor]] = {name: {} for name in ("bm4d", "pilot", *runs)}
     for noisy, _, ids in whole.values():
-        pilot = bm4d_denoise(noisy, scale)
-        for name, run in runs.items():
-            y = pilot if run is None else run(torch.cat([noisy, pilot], dim=1))
+        outputs = {"bm4d": bm4d(noisy, sigma)}
+        outputs["pilot"] = outputs["bm4d"] if pilot == BM4D_PILOT else estimate(noisy, sigma)
+        outputs.update({name: run(torch.cat([noisy, outputs["pilot"]], dim=1)) for name, run in runs.items()})
+        for name, y in outputs.items():
             given[name].update({i: y[k : k + 1] for k, i in enumerate(ids)})
     found = {"BM4D (bias-corrected)": [(rician_bias_correction(given["bm4d"][i], sigma), clean, i) for _, clean, i in pairs]}
-    found.update({f"{hybrid}, {name}": [(given[name][i], clean, i) for _, clean, i in pairs] for name in ("one plane", "all planes")})
+    if pilot != BM4D_PILOT:
+        found[f"{pilot}, all planes (the pilot)"] = [(given["pilot"][i], clean, i) for _, clean, i in pairs]
+    found.update({f"{hybrid}, {name}": [(given[name][i], clean, i) for _, clean, i in pairs] for name in runs})
     for name, net in nets.items():
         for planes in (False, True) if name != hybrid else ():
             alone = network_outputs(net, pairs, whole, planes)
@@ -181,11 +231,11 @@ def means(outputs: list) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("prepare", "train", "score"))
-    parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "cache" / "volume_pilot", help="folder of the noisy volumes and their BM4D estimates")
+    parser.add_argument("--cache", type=Path, help="folder of the noisy volumes and their pilots (default benchmarks/cache/volume_pilot for BM4D's, volume_pilot_<row> for a row's)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="the benchmark's output folder (tuning.json, training/)")
     parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
     parser.add_argument("--levels", type=float, nargs="+", default=list(LEVELS), help="Rician levels drawn per volume (prepare)")
-    parser.add_argument("--row", help=f"the hybrid row to train (default {KEY}) or score")
+    parser.add_argument("--row", default=KEY, help=f"the row to prepare the pilot of, train or score (default {KEY})")
     parser.add_argument("--setting", default="rician:0.10", help="noise setting of the test, rician:S (score)")
     parser.add_argument("--test-every", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -194,25 +244,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="JSON file for the scores (score)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.row not in ROWS:
+        parser.error(f"--row {args.row}: this benchmark knows {', '.join(ROWS)}")
+    change = ROWS[args.row]
+    cache = args.cache or ROOT / "benchmarks" / "cache" / cache_name(change.pilot)
     if args.command == "prepare":
+        estimate = estimator(change.pilot, args.results, parser)
         for s in args.levels:  # level by level: the first levels are usable while the rest run
             for split in ("validation", "training"):
-                prepare(args.datalist, split, [s], args.cache, args.results)
+                prepare(args.datalist, split, [s], cache, estimate)
         return
     if args.command == "train":
-        key = args.row or KEY
-        if key not in ROWS:
-            parser.error(f"--row {key}: train knows {', '.join(ROWS)}")
-        LEARNED[key] = row(len(prepared_levels(parser, args.cache, args.datalist)), ROWS[key])
-        print(train_learned(key, args.results, {}))
+        LEARNED[args.row] = row(len(prepared_levels(parser, cache, args.datalist)), change)
+        print(train_learned(args.row, args.results, {}))
         return
-    if not args.row:
-        parser.error("score needs --row")
     model, _, level = args.setting.partition(":")
     if model != "rician":
         parser.error(f"--setting {args.setting}: only rician:S")
     nets = trained_rows(parser, args.results, [args.row, *args.mean_with])
-    report = score(nets, args.row, float(level), args.datalist, args.test_every, args.weights, args.results)
+    estimate = estimator(change.pilot, args.results, parser)
+    report = score(nets, args.row, estimate, float(level), args.datalist, args.test_every, args.weights, args.results)
     for name, r in report["scores"].items():
         print(f"{name}: {r['psnr']:.2f} dB, head {r['head_psnr']:.2f} dB, Edge MSE {r['edge_mse']:.4f}")
     if args.out:

@@ -15,30 +15,65 @@ from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import volume_pilot  # noqa: E402
-from compare_methods import TRAIN_CONFIG, all_planes  # noqa: E402
+from compare_methods import LEARNED, TRAIN_CONFIG, all_planes  # noqa: E402
+
+UNET_25D = "context-slices-2-zero-air-rician-trained-basic-unet"
 
 DATALIST = str(ROOT / "data" / "datalist.json")
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """``prepare`` of the two validation volumes at two levels, a Gaussian smoothing standing in for BM4D
-    (the ``bm4d`` package is the bench extra's)."""
+    """``prepare`` of the two validation volumes at two levels, a Gaussian smoothing standing in for the
+    estimate (BM4D's is the bench extra's, a row's takes minutes)."""
     folder = tmp_path_factory.mktemp("volume_pilot")
     calls = []
 
-    def stand_in(noisy, sigma_scale):
-        calls.append(sigma_scale)
+    def stand_in(noisy, sigma):
+        calls.append(sigma)
         return gaussian_smoothing(noisy, sigma=1.0)
 
-    patch = pytest.MonkeyPatch()
-    patch.setattr(volume_pilot, "bm4d_denoise", stand_in)
-    files = volume_pilot.prepare(DATALIST, "validation", [0.10, 0.20], folder, ROOT / "benchmarks" / "results")
-    assert len(calls) == 4 and all(scale == 1.25 for scale in calls)  # BM4D's tuned noise scale at Rician 0.10 and 0.20
-    again = volume_pilot.prepare(DATALIST, "validation", [0.10, 0.20], folder, ROOT / "benchmarks" / "results")
+    files = volume_pilot.prepare(DATALIST, "validation", [0.10, 0.20], folder, stand_in)
+    assert calls == [0.10, 0.10, 0.20, 0.20]  # each volume at each level, told the level
+    again = volume_pilot.prepare(DATALIST, "validation", [0.10, 0.20], folder, stand_in)
     assert again == files and len(calls) == 4  # cached: nothing is recomputed
-    patch.undo()
     return folder, files
+
+
+def test_the_bm4d_pilot_is_blind_at_its_tuned_noise_scale(monkeypatch):
+    scales = []
+    monkeypatch.setattr(volume_pilot, "bm4d_denoise", lambda noisy, sigma_scale: scales.append(sigma_scale) or noisy)
+    estimate = volume_pilot.estimator(volume_pilot.BM4D_PILOT, ROOT / "benchmarks" / "results", argparse.ArgumentParser())
+    x = torch.rand(3, 1, 8, 8)
+    for s in (0.10, 0.20):
+        assert estimate(x, s) is x  # no bias correction on top
+    assert scales == [1.25, 1.25]  # BM4D's tuned noise scale at Rician 0.10 and 0.20 (tuning.json)
+
+
+def test_the_second_pass_pilot_is_our_row_over_the_three_planes(cache, capsys):
+    _, files = cache
+    d = torch.load(next(f for f in files if f.name == "dipy_aniso_vox_rician-0.10.pt"), weights_only=True)
+    results = ROOT / "benchmarks" / "results"
+    estimate = volume_pilot.estimator(volume_pilot.SECOND_PASS_PILOT, results, argparse.ArgumentParser())
+    pilot = estimate(d["noisy"], 0.10)
+    assert pilot.shape == d["noisy"].shape
+    psnr = [float(-10 * torch.log10(((y - d["clean"]) ** 2).mean())) for y in (d["noisy"], pilot)]
+    assert psnr[1] > psnr[0] + 5  # a denoised estimate of the volume, not the noisy one
+    with pytest.raises(SystemExit):
+        volume_pilot.estimator("no-such-row", results, argparse.ArgumentParser())
+    assert "training/no-such-row: no trained weights" in capsys.readouterr().err
+
+
+def test_the_second_pass_with_its_pilot_row_has_under_a_tenth_of_the_unets_parameters():
+    change = volume_pilot.ROWS["context-slices-2-zero-air-rician-correction-k4-second-pass"]
+    row = volume_pilot.row(4, change)
+    assert row["network_def"]["steps"] == 4 and row["network_def"]["volume_pilot"] and "correction row's estimate" in row["name"]
+    assert row["training"]["train#dataset"]["cache"].endswith(f"'volume_pilot_{volume_pilot.SECOND_PASS_PILOT}')")
+    assert volume_pilot.row(4)["training"]["train#dataset"]["cache"].endswith("'volume_pilot')")  # BM4D's, as its rows trained
+    count = {}
+    for name, network_def in (("second", row["network_def"]), ("first", LEARNED[change.pilot]["network_def"]), ("unet", LEARNED[UNET_25D]["network_def"])):
+        count[name] = sum(p.numel() for p in ConfigParser({"net": network_def}).get_parsed_content("net").parameters())
+    assert count["first"] + count["second"] <= count["unet"] / 10
 
 
 def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
@@ -133,4 +168,4 @@ def test_training_refuses_a_cache_whose_levels_lack_volumes(cache, capsys):
     assert "level 0.10 lacks training/heudiconv_b0_run1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         volume_pilot.prepared_levels(argparse.ArgumentParser(), folder / "nothing", DATALIST)
-    assert "no BM4D pilot volumes" in capsys.readouterr().err
+    assert "no pilot volumes" in capsys.readouterr().err
