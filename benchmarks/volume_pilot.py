@@ -50,7 +50,7 @@ SECOND_PASS_PILOT = "context-slices-2-zero-air-rician-correction"
 (102,048 parameters; with the K = 4 second pass, 169,981 in all, under a tenth of the 2.5D U-Net's)."""
 
 
-class Hybrid(NamedTuple):
+class PilotRow(NamedTuple):
     """A row given a volume estimate as its pilot: its loss as its name gives it, its overrides of ``row``'s
     training and network, and its pilot, ``BM4D_PILOT`` or a trained row of ours, as the name gives it."""
 
@@ -63,9 +63,9 @@ class Hybrid(NamedTuple):
 
 KEY = "context-slices-2-zero-air-rician-correction-bm4d-pilot"
 ROWS = {
-    KEY: Hybrid("MSE + 0.1 gradient", {}),
-    f"{KEY}-gradient-1": Hybrid("MSE + 1 gradient, ten times the gradient weight", EDGE_WEIGHTED_LOSS),
-    "context-slices-2-zero-air-rician-correction-k4-second-pass": Hybrid(
+    KEY: PilotRow("MSE + 0.1 gradient", {}),
+    f"{KEY}-gradient-1": PilotRow("MSE + 1 gradient, ten times the gradient weight", EDGE_WEIGHTED_LOSS),
+    "context-slices-2-zero-air-rician-correction-k4-second-pass": PilotRow(
         "MSE + 0.1 gradient", {}, SECOND_PASS_PILOT, "K = 4, the K = 8 correction row's estimate over the three planes", {"steps": 4}
     ),
 }
@@ -85,7 +85,7 @@ def cache_name(pilot: str) -> str:
     return "volume_pilot" if pilot == BM4D_PILOT else f"volume_pilot_{pilot}"
 
 
-def row(levels: int, change: Hybrid = ROWS[KEY]) -> dict:
+def row(levels: int, change: PilotRow = ROWS[KEY]) -> dict:
     """A row given a volume estimate: ``RICIAN_CORRECTION_ROW`` (2.5D, references with zero air, Rician noise,
     learned bias correction, MSE + 0.1 gradient) with ``change.pilot``'s estimate as a given pilot, blended in
     per pixel. It trains on ``prepare``'s noisy volumes at ``levels`` levels for ``60 / levels`` epochs: the same
@@ -118,17 +118,21 @@ def row(levels: int, change: Hybrid = ROWS[KEY]) -> dict:
     }
 
 
-def estimator(pilot: str, results: Path, parser: argparse.ArgumentParser) -> Callable[[torch.Tensor, float], torch.Tensor]:
+Estimator = Callable[[torch.Tensor, float], torch.Tensor]
+"""A volume estimate: ``(noisy (Z, 1, H, W), Rician level) -> (Z, 1, H, W)``."""
+
+
+def estimator(pilot: str, results: Path, parser: argparse.ArgumentParser | None) -> Estimator:
     """``pilot``'s estimate ``(Z, 1, H, W)`` of a noisy volume's slices ``(Z, 1, H, W)`` at Rician level ``sigma``:
     BM4D's blind one (its tuned noise scale at that level, ``tuning.json`` in ``results``, no bias correction) or
-    trained row ``pilot``'s over the three planes (``parser.error`` if it has no weights)."""
+    trained row ``pilot``'s over the three planes (``parser.error`` if it has no weights; BM4D needs no ``parser``)."""
     if pilot == BM4D_PILOT:
         return lambda noisy, sigma: bm4d_denoise(noisy, tuned(results, label("rician", sigma))[BM4D]["best"]["sigma_scale"])
     planes = all_planes(trained_rows(parser, results, [pilot])[pilot])
     return lambda noisy, sigma: planes(noisy)
 
 
-def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, estimate: Callable[[torch.Tensor, float], torch.Tensor]) -> list[Path]:
+def prepare(datalist: str, split: str, levels: Sequence[float], cache: Path, estimate: Estimator) -> list[Path]:
     """For every volume of ``split`` and level: the axial slices ``(Z, 1, H, W)`` of the reference with its
     air set to zero, of that reference with Rician noise (seeded by slice id and level), and ``estimate`` (an
     ``estimator``) of the noisy volume; saved as ``cache/<split>/<volume>_rician-<s>.pt`` unless there.
@@ -191,16 +195,16 @@ def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str)
     return sorted(found)
 
 
-def score(nets: dict[str, torch.nn.Module], hybrid: str, estimate, sigma: float, datalist: str, test_every: int, weights: Sequence[float], results: Path) -> dict:
+def score(nets: dict[str, torch.nn.Module], key: str, estimate: Estimator, sigma: float, datalist: str, test_every: int, weights: Sequence[float], results: Path) -> dict:
     """Mean whole-image PSNR, head PSNR and Edge MSE on the test slices at Rician ``sigma`` (the benchmark's noise
-    and slices) of bias-corrected BM4D; of the ``hybrid`` row's pilot, ``estimate`` (its ``estimator``), where that
-    is a row of ours; of the ``hybrid`` row of ``nets`` given that estimate, on the axial slices and over the three
+    and slices) of bias-corrected BM4D; of row ``key``'s pilot, ``estimate`` (its ``estimator``), where that is a
+    row of ours; of row ``key`` of ``nets`` given that estimate, on the axial slices and over the three
     planes (``all_planes``, the estimate a second channel); and of each other row of ``nets`` (no pilot) alike,
     with the plain mean of its output and BM4D's at each of ``weights``."""
     pairs = noisy_pairs(slice_items("nifti", datalist, "test")[::test_every], "rician", sigma)
     whole = volumes(noisy_pairs(slice_items("nifti", datalist, "test", min_foreground=0), "rician", sigma))
-    bm4d, pilot = estimator(BM4D_PILOT, results, None), ROWS[hybrid].pilot
-    runs = {"one plane": all_planes(nets[hybrid], (2,)), "all planes": all_planes(nets[hybrid])}
+    bm4d, pilot = estimator(BM4D_PILOT, results, None), ROWS[key].pilot
+    runs = {"one plane": all_planes(nets[key], (2,)), "all planes": all_planes(nets[key])}
     given: dict[str, dict[str, torch.Tensor]] = {name: {} for name in ("bm4d", "pilot", *runs)}
     for noisy, _, ids in whole.values():
         outputs = {"bm4d": bm4d(noisy, sigma)}
@@ -211,9 +215,9 @@ def score(nets: dict[str, torch.nn.Module], hybrid: str, estimate, sigma: float,
     found = {"BM4D (bias-corrected)": [(rician_bias_correction(given["bm4d"][i], sigma), clean, i) for _, clean, i in pairs]}
     if pilot != BM4D_PILOT:
         found[f"{pilot}, all planes (the pilot)"] = [(given["pilot"][i], clean, i) for _, clean, i in pairs]
-    found.update({f"{hybrid}, {name}": [(given[name][i], clean, i) for _, clean, i in pairs] for name in runs})
+    found.update({f"{key}, {name}": [(given[name][i], clean, i) for _, clean, i in pairs] for name in runs})
     for name, net in nets.items():
-        for planes in (False, True) if name != hybrid else ():
+        for planes in (False, True) if name != key else ():
             alone = network_outputs(net, pairs, whole, planes)
             tag = f"{name}, {'all planes' if planes else 'one plane'}"
             found[tag] = alone
