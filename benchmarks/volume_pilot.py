@@ -85,14 +85,14 @@ def cache_name(pilot: str) -> str:
     return "volume_pilot" if pilot == BM4D_PILOT else f"volume_pilot_{pilot}"
 
 
-def row(levels: int, change: PilotRow = ROWS[KEY]) -> dict:
+def row(levels: int, change: PilotRow = ROWS[KEY], cache: Path | None = None) -> dict:
     """A row given a volume estimate: ``RICIAN_CORRECTION_ROW`` (2.5D, references with zero air, Rician noise,
     learned bias correction, MSE + 0.1 gradient) with ``change.pilot``'s estimate as a given pilot, blended in
     per pixel. It trains on ``prepare``'s noisy volumes at ``levels`` levels for ``60 / levels`` epochs: the same
     crops and iterations as the 60 epochs of the row it extends, each slice seen at ``levels`` fixed noise draws
     instead of fresh ones; ``change`` (a value of ``ROWS``) names its loss and pilot and overrides its training
-    and network."""
-    dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": cache_expression(change.pilot), "context": 2}
+    and network. It reads ``prepare``'s files from ``cache`` (``None``: ``cache_expression``, the default)."""
+    dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": cache_expression(change.pilot) if cache is None else str(cache.resolve()), "context": 2}
     training = {k: v for k, v in RICIAN_CORRECTION_ROW["training"].items() if not k.startswith(("train#", "validate#"))}
     return {
         "name": (
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
                 prepare(args.datalist, split, [s], cache, estimate)
         return
     if args.command == "train":
-        LEARNED[args.row] = row(len(prepared_levels(parser, cache, args.datalist)), change)
+        LEARNED[args.row] = row(len(prepared_levels(parser, cache, args.datalist)), change, args.cache)
         print(train_learned(args.row, args.results, {}))
         return
     model, _, level = args.setting.partition(":")

@@ -70,6 +70,7 @@ def test_the_second_pass_with_its_pilot_row_has_under_a_tenth_of_the_unets_param
     assert row["network_def"]["steps"] == 4 and row["network_def"]["volume_pilot"] and "correction row's estimate" in row["name"]
     assert row["training"]["train#dataset"]["cache"].endswith(f"'volume_pilot_{volume_pilot.SECOND_PASS_PILOT}')")
     assert volume_pilot.row(4)["training"]["train#dataset"]["cache"].endswith("'volume_pilot')")  # BM4D's, as its rows trained
+    assert volume_pilot.row(4, change, ROOT / "x")["training"]["validate#dataset"]["cache"] == str(ROOT / "x")  # --cache: training reads that folder
     count = {}
     for name, network_def in (("second", row["network_def"]), ("first", LEARNED[change.pilot]["network_def"]), ("unet", LEARNED[UNET_25D]["network_def"])):
         count[name] = sum(p.numel() for p in ConfigParser({"net": network_def}).get_parsed_content("net").parameters())
