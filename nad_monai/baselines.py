@@ -2,11 +2,12 @@
 
 Every function maps noisy images to denoised images of the same shape, dtype and device. The
 diffusion baselines (heat equation, Perona-Malik) share ``nad_monai.diffusion`` with the network;
-Gaussian smoothing comes from SciPy, TV and NLM from scikit-image, BM3D from the ``bm3d`` package
-and BM4D of whole volumes (``VOLUME_METHODS``) from the ``bm4d`` package (``bench`` extra, both under
-a non-commercial licence), and the Rician-aware non-local means from dipy (installed by
-``data/rebuild.sh``). Parameters are tuned on a validation set by grid search (``tune``), never
-left at defaults; NLM, BM3D, BM4D and dipy get their noise level from ``estimate_noise_sigma``
+Gaussian smoothing comes from SciPy, TV and NLM from scikit-image, BM3D from the ``bm3d`` package,
+BM4D of whole volumes (``VOLUME_METHODS``) from the ``bm4d`` package (``bench`` extra, both under a
+non-commercial licence), overcomplete 3D DCT shrinkage of whole volumes from ``nad_monai.volume_dct``,
+and the Rician-aware non-local means from dipy (installed by ``data/rebuild.sh``). Parameters are tuned
+on a validation set by grid search (``tune``), never left at defaults; NLM, BM3D, BM4D, the 3D DCT and
+dipy get their noise level from ``estimate_noise_sigma``
 (the network's own wavelet MAD estimate), scaled by a tuned factor.
 """
 
@@ -22,6 +23,7 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
 from .diffusion import ClassicalDiffusion, max_step
 from .networks import estimate_noise_sigma
+from .volume_dct import dct_denoise_volume
 
 
 def rician_bias_correction(y: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
@@ -104,6 +106,16 @@ def bm4d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
     return torch.as_tensor(out, dtype=noisy.dtype, device=noisy.device)
 
 
+def dct3d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
+    """Overcomplete 3D DCT shrinkage (``nad_monai.volume_dct``: hard thresholding, then Wiener; 8-cubes at
+    step 2) of one volume given as its slices in order, ``(Z, 1, H, W)``: a transform-domain denoiser that sees
+    the neighbouring slices like BM4D, without block matching and under our licence. Its noise level is
+    ``sigma_scale`` times the median of the slices' estimated sigmas."""
+    sigma = float(estimate_noise_sigma(noisy.detach()).clamp_min(1e-4).median())
+    volume = noisy.detach()[:, 0].float()
+    return dct_denoise_volume(volume, sigma_scale * sigma)[:, None].to(noisy.dtype)
+
+
 def dipy_nlmeans(noisy: torch.Tensor, sigma_scale: float = 1.0, patch_radius: int = 1, block_radius: int = 5) -> torch.Tensor:
     """dipy's non-local means with Rician bias correction, ``sigma_scale`` times each image's estimated noise sigma."""
     from dipy.denoise.nlmeans import nlmeans
@@ -125,7 +137,7 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
 }
 """Baselines of single images by name."""
 
-VOLUME_METHODS: dict[str, Callable[..., torch.Tensor]] = {"bm4d": bm4d_denoise}
+VOLUME_METHODS: dict[str, Callable[..., torch.Tensor]] = {"bm4d": bm4d_denoise, "dct3d": dct3d_denoise}
 """Baselines of whole volumes, given as their slices in order ``(Z, 1, H, W)``, by name."""
 
 GRIDS: dict[str, dict[str, list]] = {
@@ -137,6 +149,7 @@ GRIDS: dict[str, dict[str, list]] = {
     "bm3d": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
     "dipy_nlmeans": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
     "bm4d": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
+    "dct3d": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
 }
 """Default tuning grids (images in [0, 1], noise levels 0.05-0.20)."""
 
