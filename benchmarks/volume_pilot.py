@@ -3,16 +3,17 @@
 BM4D matches blocks across the whole volume; our rows see five slices of one plane. This gives the
 network an estimate of the whole volume as the last input channel, its pilot
 (``UnrolledPeronaMalik(volume_pilot=True)``): the guidance, conduction and refinement nets see it and the
-output blends it in per pixel. The estimate is BM4D's blind one (``nad_monai.baselines.bm4d_denoise`` at its
-tuned noise scale, no known noise level and no bias correction), or, for a second pass of ours alone, a
+output blends it in per pixel. The estimate is a classical one of the whole volume, blind (its tuned noise
+scale, no known noise level and no bias correction): BM4D's (``nad_monai.baselines.bm4d_denoise``) or our
+overcomplete 3D DCT shrinkage (``nad_monai.baselines.dct3d_denoise``); or, for a second pass of ours alone, a
 trained row of ours run over the volume's three planes (``compare_methods.all_planes``). Neither can run
 on a training crop, so the noise is drawn once per volume and level (Rician, seeded by slice id and level,
 on references whose air is zero, as the zero-air rows) and the estimate computed for each noisy volume.
 ``prepare`` caches those triples per pilot; ``train`` trains a row on them with the bundle's workflow
 (``compare_methods.train_learned``); ``score`` runs BM4D and the row's pilot on the noisy test volume (the
 benchmark's noise, seeded by slice id) and the row on that, on its axial slices and over its three planes,
-and prints the whole-image and head PSNR and the Edge MSE of BM4D (bias-corrected, as its benchmark row),
-of a row pilot, of the row, and of rows without a pilot (``--mean-with``) alone and averaged with BM4D:
+and prints the whole-image and head PSNR and the Edge MSE of BM4D and a classical pilot (bias-corrected, as
+their benchmark rows), of a row pilot, of the row, and of rows without a pilot (``--mean-with``) alone and averaged with BM4D:
 
     python benchmarks/volume_pilot.py prepare [--row KEY]     # the row's pilot on every training and validation volume
     python benchmarks/volume_pilot.py train [--row KEY]
@@ -35,7 +36,7 @@ from benchmark_report import write_text_atomic
 from compare_methods import EDGE_WEIGHTED_LOSS, LEARNED, RICIAN_CORRECTION_ROW, ROOT, VOLUMETRIC, all_planes, label, network_outputs, train_learned, trained_rows, tuned
 from monai.data import CacheDataset
 
-from nad_monai.baselines import bm4d_denoise, rician_bias_correction
+from nad_monai.baselines import baseline, rician_bias_correction
 from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction, neighbour_indices, slice_items
 from nad_monai.evaluation import noisy_pairs, score_images, volumes
 from transforms import ZeroBackground
@@ -43,8 +44,11 @@ from transforms import ZeroBackground
 LEVELS = (0.10, 0.15, 0.05, 0.20)
 """Rician noise levels drawn once per training and validation volume (the bundle's training range, 0.05-0.2)."""
 BOTH = ["image", "label"]
-BM4D = next(iter(VOLUMETRIC))
 BM4D_PILOT = "bm4d"
+DCT3D_PILOT = "dct3d"
+CLASSICAL_PILOTS = {VOLUMETRIC[name][0]: name for name in VOLUMETRIC}
+"""The classical pilots by ``nad_monai.baselines.VOLUME_METHODS`` key (``BM4D_PILOT``, ``DCT3D_PILOT``): their benchmark row."""
+BM4D = CLASSICAL_PILOTS[BM4D_PILOT]
 SECOND_PASS_PILOT = "context-slices-2-zero-air-rician-correction"
 """The row of ours whose estimate over the three planes is the second pass's pilot: the K = 8 correction row
 (102,048 parameters; with the K = 4 second pass, 169,981 in all, under a tenth of the 2.5D U-Net's)."""
@@ -52,7 +56,7 @@ SECOND_PASS_PILOT = "context-slices-2-zero-air-rician-correction"
 
 class PilotRow(NamedTuple):
     """A row given a volume estimate as its pilot: its loss as its name gives it, its overrides of ``row``'s
-    training and network, and its pilot, ``BM4D_PILOT`` or a trained row of ours, as the name gives it."""
+    training and network, and its pilot, a key of ``CLASSICAL_PILOTS`` or a trained row of ours, as the name gives it."""
 
     loss: str
     training: dict
@@ -68,10 +72,16 @@ ROWS = {
     "context-slices-2-zero-air-rician-correction-k4-second-pass": PilotRow(
         "MSE + 0.1 gradient", {}, SECOND_PASS_PILOT, "K = 4, the K = 8 correction row's estimate over the three planes", {"steps": 4}
     ),
+    "context-slices-2-zero-air-rician-correction-dct3d-pilot": PilotRow("MSE + 0.1 gradient", {}, DCT3D_PILOT, "our overcomplete 3D DCT shrinkage of the volume"),
+    "context-slices-2-zero-air-rician-correction-dct3d-pilot-k12": PilotRow(
+        "MSE + 0.1 gradient", {}, DCT3D_PILOT, "K = 12, our overcomplete 3D DCT shrinkage of the volume", {"steps": 12}
+    ),
 }
 """The rows by key: BM4D's estimate as the pilot; the same with ten times the gradient weight of the loss (aimed at
-the Edge MSE, where BM4D keeps the lead); and a second pass of ours alone, a K = 4 network given the K = 8
-correction row's estimate over the three planes (the view of the volume that row has, without BM4D)."""
+the Edge MSE, where BM4D keeps the lead); a second pass of ours alone, a K = 4 network given the K = 8
+correction row's estimate over the three planes (the view of the volume that row has, without BM4D); and the
+network given our own classical estimate of the whole volume, overcomplete 3D DCT shrinkage, in BM4D's place,
+with K = 8 and with K = 12 steps (the most under a tenth of the 2.5D U-Net's parameters: 173,637; K = 16 has 226,489)."""
 
 
 def cache_expression(pilot: str) -> str:
@@ -81,7 +91,7 @@ def cache_expression(pilot: str) -> str:
 
 
 def cache_name(pilot: str) -> str:
-    """The cache folder of ``pilot``'s volumes: ``volume_pilot`` for BM4D's, ``volume_pilot_<row>`` for a row's."""
+    """The cache folder of ``pilot``'s volumes: ``volume_pilot`` for BM4D's, ``volume_pilot_<pilot>`` for another's."""
     return "volume_pilot" if pilot == BM4D_PILOT else f"volume_pilot_{pilot}"
 
 
@@ -124,10 +134,11 @@ Estimator = Callable[[torch.Tensor, float], torch.Tensor]
 
 def estimator(pilot: str, results: Path, parser: argparse.ArgumentParser | None) -> Estimator:
     """``pilot``'s estimate ``(Z, 1, H, W)`` of a noisy volume's slices ``(Z, 1, H, W)`` at Rician level ``sigma``:
-    BM4D's blind one (its tuned noise scale at that level, ``tuning.json`` in ``results``, no bias correction) or
-    trained row ``pilot``'s over the three planes (``parser.error`` if it has no weights; BM4D needs no ``parser``)."""
-    if pilot == BM4D_PILOT:
-        return lambda noisy, sigma: bm4d_denoise(noisy, tuned(results, label("rician", sigma))[BM4D]["best"]["sigma_scale"])
+    a classical pilot's blind one (its parameters tuned at that level, ``tuning.json`` in ``results``, no bias
+    correction) or trained row ``pilot``'s over the three planes (``parser.error`` if it has no weights; a
+    classical pilot needs no ``parser``)."""
+    if pilot in CLASSICAL_PILOTS:
+        return lambda noisy, sigma: baseline(pilot)(noisy, **tuned(results, label("rician", sigma))[CLASSICAL_PILOTS[pilot]]["best"])
     planes = all_planes(trained_rows(parser, results, [pilot])[pilot])
     return lambda noisy, sigma: planes(noisy)
 
@@ -175,7 +186,7 @@ def pilot_dataset(cache: str, split: str, context: int, transform=None) -> Cache
     """``pilot_items`` of every file ``prepare`` wrote for ``split`` under ``cache``, as a MONAI dataset."""
     files = sorted((Path(cache) / split).glob("*.pt"))
     if not files:
-        raise FileNotFoundError(f"{Path(cache) / split}: no BM4D pilot volumes; run benchmarks/volume_pilot.py prepare first")
+        raise FileNotFoundError(f"{Path(cache) / split}: no pilot volumes; run benchmarks/volume_pilot.py prepare first")
     return CacheDataset(pilot_items(files, context), transform=transform, progress=False)
 
 
@@ -197,8 +208,8 @@ def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str)
 
 def score(nets: dict[str, torch.nn.Module], key: str, estimate: Estimator, sigma: float, datalist: str, test_every: int, weights: Sequence[float], results: Path) -> dict:
     """Mean whole-image PSNR, head PSNR and Edge MSE on the test slices at Rician ``sigma`` (the benchmark's noise
-    and slices) of bias-corrected BM4D; of row ``key``'s pilot, ``estimate`` (its ``estimator``), where that is a
-    row of ours; of row ``key`` of ``nets`` given that estimate, on the axial slices and over the three
+    and slices) of bias-corrected BM4D; of row ``key``'s pilot, ``estimate`` (its ``estimator``), where that is not
+    BM4D, bias-corrected if it is classical; of row ``key`` of ``nets`` given that estimate, on the axial slices and over the three
     planes (``all_planes``, the estimate a second channel); and of each other row of ``nets`` (no pilot) alike,
     with the plain mean of its output and BM4D's at each of ``weights``."""
     pairs = noisy_pairs(slice_items("nifti", datalist, "test")[::test_every], "rician", sigma)
@@ -213,7 +224,9 @@ def score(nets: dict[str, torch.nn.Module], key: str, estimate: Estimator, sigma
         for name, y in outputs.items():
             given[name].update({i: y[k : k + 1] for k, i in enumerate(ids)})
     found = {"BM4D (bias-corrected)": [(rician_bias_correction(given["bm4d"][i], sigma), clean, i) for _, clean, i in pairs]}
-    if pilot != BM4D_PILOT:
+    if pilot in CLASSICAL_PILOTS and pilot != BM4D_PILOT:
+        found[f"{CLASSICAL_PILOTS[pilot]} (bias-corrected, the pilot)"] = [(rician_bias_correction(given["pilot"][i], sigma), clean, i) for _, clean, i in pairs]
+    elif pilot != BM4D_PILOT:
         found[f"{pilot}, all planes (the pilot)"] = [(given["pilot"][i], clean, i) for _, clean, i in pairs]
     found.update({f"{key}, {name}": [(given[name][i], clean, i) for _, clean, i in pairs] for name in runs})
     for name, net in nets.items():
@@ -235,7 +248,7 @@ def means(outputs: list) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("prepare", "train", "score"))
-    parser.add_argument("--cache", type=Path, help="folder of the noisy volumes and their pilots (default benchmarks/cache/volume_pilot for BM4D's, volume_pilot_<row> for a row's)")
+    parser.add_argument("--cache", type=Path, help="folder of the noisy volumes and their pilots (default benchmarks/cache/volume_pilot for BM4D's, volume_pilot_<pilot> for another's)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="the benchmark's output folder (tuning.json, training/)")
     parser.add_argument("--datalist", default=str(ROOT / "data" / "datalist.json"))
     parser.add_argument("--levels", type=float, nargs="+", default=list(LEVELS), help="Rician levels drawn per volume (prepare)")

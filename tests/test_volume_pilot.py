@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from conftest import ROOT
+from nad_monai import baselines
 from nad_monai.baselines import gaussian_smoothing
 from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction
 
@@ -40,14 +42,19 @@ def cache(tmp_path_factory):
     return folder, files
 
 
-def test_the_bm4d_pilot_is_blind_at_its_tuned_noise_scale(monkeypatch):
+@pytest.mark.parametrize("pilot", [volume_pilot.BM4D_PILOT, volume_pilot.DCT3D_PILOT])
+def test_a_classical_pilot_is_blind_at_its_tuned_noise_scale(monkeypatch, pilot):
     scales = []
-    monkeypatch.setattr(volume_pilot, "bm4d_denoise", lambda noisy, sigma_scale: scales.append(sigma_scale) or noisy)
-    estimate = volume_pilot.estimator(volume_pilot.BM4D_PILOT, ROOT / "benchmarks" / "results", argparse.ArgumentParser())
+    monkeypatch.setitem(baselines.VOLUME_METHODS, pilot, lambda noisy, sigma_scale: scales.append(sigma_scale) or noisy)
+    results = ROOT / "benchmarks" / "results"
+    estimate = volume_pilot.estimator(pilot, results, None)
     x = torch.rand(3, 1, 8, 8)
     for s in (0.10, 0.20):
         assert estimate(x, s) is x  # no bias correction on top
-    assert scales == [1.25, 1.25]  # BM4D's tuned noise scale at Rician 0.10 and 0.20 (tuning.json)
+    tuning = json.loads((results / "tuning.json").read_text())
+    assert scales == [tuning[f"rician {s:.2f}"][volume_pilot.CLASSICAL_PILOTS[pilot]]["best"]["sigma_scale"] for s in (0.10, 0.20)]
+    if pilot == volume_pilot.BM4D_PILOT:
+        assert scales == [1.25, 1.25]  # as BM4D's hybrid rows were trained and scored
 
 
 def test_the_second_pass_pilot_is_our_row_over_the_three_planes(cache, capsys):
@@ -75,6 +82,21 @@ def test_the_second_pass_with_its_pilot_row_has_under_a_tenth_of_the_unets_param
     for name, network_def in (("second", row["network_def"]), ("first", LEARNED[change.pilot]["network_def"]), ("unet", LEARNED[UNET_25D]["network_def"])):
         count[name] = sum(p.numel() for p in ConfigParser({"net": network_def}).get_parsed_content("net").parameters())
     assert count["first"] + count["second"] <= count["unet"] / 10
+
+
+def test_the_dct3d_pilot_rows_stay_under_a_tenth_of_the_unets_parameters():
+    def count(network_def: dict) -> int:
+        return sum(p.numel() for p in ConfigParser({"net": network_def}).get_parsed_content("net").parameters())
+
+    unet = count(LEARNED[UNET_25D]["network_def"])
+    rows = {key: change for key, change in volume_pilot.ROWS.items() if change.pilot == volume_pilot.DCT3D_PILOT}
+    assert len(rows) == 2
+    for change in rows.values():
+        row = volume_pilot.row(4, change)
+        assert row["training"]["train#dataset"]["cache"].endswith("'volume_pilot_dct3d')") and "3D DCT" in row["name"]
+        assert count(row["network_def"]) <= unet / 10  # the pilot itself has no parameters
+    k16 = volume_pilot.row(4, next(iter(rows.values()))._replace(network={"steps": 16}))["network_def"]
+    assert count(k16) > unet / 10  # hence K = 12, not 16
 
 
 def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
