@@ -10,7 +10,7 @@ coefficients (first stage) or of their summed squared Wiener gains (second), as 
 
 A cube grid of spacing ``step`` is ``(block / step)^3`` shifted tilings of non-overlapping cubes, so each
 stage costs ``(block / step)^3`` forward and inverse 3D DCTs of the volume: with 8-cubes at step 2, about
-50 s for a 181 x 217 x 181 volume on 2 CPU cores.
+15 s for a 181 x 217 x 181 volume in float32 on 2 CPU cores (50 s in float64; step 1 takes 8 times as long).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .dct_shrinkage import dct_matrix
 
 
 def _tilings(block: int, step: int) -> Iterator[tuple[int, int, int]]:
+    """The offsets of the ``(block / step)^3`` shifted tilings that make a cube grid of spacing ``step``."""
     offsets = range(0, block, step)
     return ((a, b, c) for a in offsets for b in offsets for c in offsets)
 

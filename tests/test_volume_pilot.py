@@ -17,7 +17,7 @@ from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import volume_pilot  # noqa: E402
-from compare_methods import LEARNED, TRAIN_CONFIG, all_planes  # noqa: E402
+from compare_methods import LEARNED, TRAIN_CONFIG, all_planes, training_config  # noqa: E402
 
 UNET_25D = "context-slices-2-zero-air-rician-trained-basic-unet"
 
@@ -97,6 +97,17 @@ def test_the_dct3d_pilot_rows_stay_under_a_tenth_of_the_unets_parameters():
         assert count(row["network_def"]) <= unet / 10  # the pilot itself has no parameters
     k16 = volume_pilot.row(4, next(iter(rows.values()))._replace(network={"steps": 16}))["network_def"]
     assert count(k16) > unet / 10  # hence K = 12, not 16
+
+
+def test_every_committed_pilot_row_was_trained_as_the_code_defines_it(monkeypatch):
+    trained = 0
+    for key, change in volume_pilot.ROWS.items():
+        path = ROOT / "benchmarks" / "results" / "training" / key / "config.json"
+        if path.is_file():
+            monkeypatch.setitem(LEARNED, key, volume_pilot.row(len(volume_pilot.LEVELS), change))
+            assert json.loads(path.read_text()) == training_config(key, {}), key
+            trained += 1
+    assert trained >= 4  # BM4D's two rows, the second pass and the 3D DCT rows
 
 
 def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
