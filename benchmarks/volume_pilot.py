@@ -48,7 +48,6 @@ BM4D_PILOT = "bm4d"
 DCT3D_PILOT = "dct3d"
 CLASSICAL_PILOTS = {VOLUMETRIC[name][0]: name for name in VOLUMETRIC}
 """The classical pilots by ``nad_monai.baselines.VOLUME_METHODS`` key (``BM4D_PILOT``, ``DCT3D_PILOT``): their benchmark row."""
-BM4D = CLASSICAL_PILOTS[BM4D_PILOT]
 SECOND_PASS_PILOT = "context-slices-2-zero-air-rician-correction"
 """The row of ours whose estimate over the three planes is the second pass's pilot: the K = 8 correction row
 (102,048 parameters; with the K = 4 second pass, 169,981 in all, under a tenth of the 2.5D U-Net's)."""

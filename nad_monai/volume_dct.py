@@ -43,19 +43,24 @@ def _volume(cubes: torch.Tensor) -> torch.Tensor:
     return cubes.permute(0, 3, 1, 4, 2, 5).reshape(n0 * b, n1 * b, n2 * b)
 
 
+def _dct3(cubes: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The 3D DCT ``(..., b, b, b)`` of cubes ``(..., b, b, b)`` given the 1D DCT matrix ``c`` ``(b, b)``."""
+    return torch.einsum("ia,jb,kc,...abc->...ijk", c, c, c, cubes)
+
+
 def _stage(noisy: torch.Tensor, pilot: torch.Tensor | None, sigma: float, block: int, step: int, threshold: float) -> torch.Tensor:
     """One aggregated shrinkage pass over padded ``noisy``: hard thresholding without ``pilot``, Wiener with it."""
     c = dct_matrix(block).to(noisy)
     total, weights = torch.zeros_like(noisy), torch.zeros_like(noisy)
     for offset in _tilings(block, step):
         cubes, region = _cubes(noisy, offset, block)
-        coefficients = torch.einsum("ia,jb,kc,...abc->...ijk", c, c, c, cubes)
+        coefficients = _dct3(cubes, c)
         if pilot is None:
             gain = (coefficients.abs() > threshold * sigma).to(noisy)
             gain[..., 0, 0, 0] = 1.0
             weight = 1.0 / gain.sum(dim=(-3, -2, -1))
         else:
-            p = torch.einsum("ia,jb,kc,...abc->...ijk", c, c, c, _cubes(pilot, offset, block)[0]) ** 2
+            p = _dct3(_cubes(pilot, offset, block)[0], c) ** 2
             gain = p / (p + sigma**2)
             weight = 1.0 / (gain**2).sum(dim=(-3, -2, -1)).clamp_min(1e-8)
         weight = weight[..., None, None, None]
