@@ -25,7 +25,7 @@ Protocol (``nad_monai.evaluation``): for Gaussian, Rician and speckle noise at s
   checkpoint, a finished one is reused.
 - 2.5D rows: the learned "context-slices" rows take each test slice with one or two neighbouring
   noisy slices on each side (``nad_monai.evaluation.with_neighbours``: the same noise every row sees,
-  seeded by slice id), and the classical ``VOLUMETRIC`` rows (BM4D, 3D DCT shrinkage) denoise the whole noisy test
+  seeded by slice id), and the classical ``VOLUMETRIC`` rows (BM4D, 3D DCT shrinkage, block-matched Wiener) denoise the whole noisy test
   volume built from those slices; all are "tried" rows, to be read against each other rather than
   against the 2D rows (and not on mixed noise, where each slice has its own model and level).
 - Mean rows (``ENSEMBLES``): the mean of the outputs of a few trained learned rows (the three seed
@@ -89,9 +89,11 @@ SELF_CORRECTING = {"dipy_nlmeans"}
 VOLUMETRIC: dict[str, tuple[str, dict]] = {
     "BM4D (bm4d package, whole volume)": ("bm4d", GRIDS["bm4d"]),
     "3D DCT shrinkage (overcomplete, two stages, whole volume)": ("dct3d", GRIDS["dct3d"]),
+    "block-matched Wiener after the 3D DCT (whole volume)": ("bm_wiener3d", GRIDS["bm_wiener3d"]),
 }
-"""Classical rows that denoise whole volumes (``nad_monai.baselines.VOLUME_METHODS`` key, tuning grid): BM4D and
-our overcomplete 3D DCT shrinkage (``nad_monai.volume_dct``), rows of the "tried" table, the counterparts of the
+"""Classical rows that denoise whole volumes (``nad_monai.baselines.VOLUME_METHODS`` key, tuning grid): BM4D,
+our overcomplete 3D DCT shrinkage (``nad_monai.volume_dct``) and our block-matched Wiener passes after it
+(``nad_monai.volume_block_matching``), rows of the "tried" table, the counterparts of the
 2.5D learned rows, for they see the neighbouring slices too. Each
 volume is built from the noisy slices every other row sees (noise seeded by slice id), tuned on the head slices
 of the validation volumes, and timed by its run on the test volume, per slice and scaled to 256 x 256 pixels;

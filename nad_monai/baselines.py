@@ -4,9 +4,10 @@ Every function maps noisy images to denoised images of the same shape, dtype and
 diffusion baselines (heat equation, Perona-Malik) share ``nad_monai.diffusion`` with the network;
 Gaussian smoothing comes from SciPy, TV and NLM from scikit-image, BM3D from the ``bm3d`` package,
 BM4D of whole volumes (``VOLUME_METHODS``) from the ``bm4d`` package (``bench`` extra, both under a
-non-commercial licence), overcomplete 3D DCT shrinkage of whole volumes from ``nad_monai.volume_dct``,
+non-commercial licence), overcomplete 3D DCT shrinkage of whole volumes from ``nad_monai.volume_dct`` and its block-matched
+Wiener refinement from ``nad_monai.volume_block_matching``,
 and the Rician-aware non-local means from dipy (installed by ``data/rebuild.sh``). Parameters are tuned
-on a validation set by grid search (``tune``), never left at defaults; NLM, BM3D, BM4D, the 3D DCT and
+on a validation set by grid search (``tune``), never left at defaults; NLM, BM3D, BM4D, the 3D DCT, its refinement and
 dipy get their noise level from ``estimate_noise_sigma``
 (the network's own wavelet MAD estimate), scaled by a tuned factor.
 """
@@ -23,6 +24,7 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
 from .diffusion import ClassicalDiffusion, max_step
 from .networks import estimate_noise_sigma
+from .volume_block_matching import PASSES, block_matched_denoise_volume
 from .volume_dct import dct_denoise_volume
 
 
@@ -91,6 +93,11 @@ def bm3d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
     return _per_image(noisy, lambda img, sigma: bm3d.bm3d(img, sigma_psd=sigma_scale * sigma))
 
 
+def _volume_sigma(noisy: torch.Tensor) -> float:
+    """The noise level of one volume ``(Z, 1, H, W)``: the median of its slices' estimated sigmas."""
+    return float(estimate_noise_sigma(noisy.detach()).clamp_min(1e-4).median())
+
+
 def bm4d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
     """BM4D (``bm4d`` package, both stages) of one volume given as its slices in order, ``(Z, 1, H, W)``: the
     4D-group counterpart of BM3D, matching blocks across neighbouring slices too. Its noise level is
@@ -100,7 +107,7 @@ def bm4d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
     """
     import bm4d
 
-    sigma = float(estimate_noise_sigma(noisy.detach()).clamp_min(1e-4).median())
+    sigma = _volume_sigma(noisy)
     volume = noisy.detach().cpu().double().numpy()[:, 0].transpose(1, 2, 0)  # (H, W, Z)
     out = np.asarray(bm4d.bm4d(volume, sigma_psd=sigma_scale * sigma)).transpose(2, 0, 1)[:, None]
     return torch.as_tensor(out, dtype=noisy.dtype, device=noisy.device)
@@ -111,9 +118,17 @@ def dct3d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor
     step 2) of one volume given as its slices in order, ``(Z, 1, H, W)``: a transform-domain denoiser that sees
     the neighbouring slices like BM4D, without block matching and under our licence. Its noise level is
     ``sigma_scale`` times the median of the slices' estimated sigmas."""
-    sigma = float(estimate_noise_sigma(noisy.detach()).clamp_min(1e-4).median())
     volume = noisy.detach()[:, 0].float()
-    return dct_denoise_volume(volume, sigma_scale * sigma)[:, None].to(noisy.dtype)
+    return dct_denoise_volume(volume, sigma_scale * _volume_sigma(noisy))[:, None].to(noisy.dtype)
+
+
+def block_matched_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0, passes: int = len(PASSES)) -> torch.Tensor:
+    """3D DCT shrinkage, then the first ``passes`` passes of ``PASSES`` of block-matched collaborative Wiener
+    filtering (``nad_monai.volume_block_matching``) of one volume given as its slices in order, ``(Z, 1, H, W)``:
+    BM4D's grouping of similar cubes under our licence. Its noise level is ``sigma_scale`` times the median of
+    the slices' estimated sigmas."""
+    volume = noisy.detach()[:, 0].float()
+    return block_matched_denoise_volume(volume, sigma_scale * _volume_sigma(noisy), PASSES[:passes])[:, None].to(noisy.dtype)
 
 
 def dipy_nlmeans(noisy: torch.Tensor, sigma_scale: float = 1.0, patch_radius: int = 1, block_radius: int = 5) -> torch.Tensor:
@@ -137,7 +152,7 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
 }
 """Baselines of single images by name."""
 
-VOLUME_METHODS: dict[str, Callable[..., torch.Tensor]] = {"bm4d": bm4d_denoise, "dct3d": dct3d_denoise}
+VOLUME_METHODS: dict[str, Callable[..., torch.Tensor]] = {"bm4d": bm4d_denoise, "dct3d": dct3d_denoise, "bm_wiener3d": block_matched_denoise}
 """Baselines of whole volumes, given as their slices in order ``(Z, 1, H, W)``, by name."""
 
 GRIDS: dict[str, dict[str, list]] = {
@@ -150,6 +165,7 @@ GRIDS: dict[str, dict[str, list]] = {
     "dipy_nlmeans": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
     "bm4d": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
     "dct3d": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0]},
+    "bm_wiener3d": {"sigma_scale": [0.75, 1.0, 1.25, 1.5, 2.0], "passes": [1, 3]},
 }
 """Default tuning grids (images in [0, 1], noise levels 0.05-0.20)."""
 
