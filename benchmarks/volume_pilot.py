@@ -5,7 +5,8 @@ network an estimate of the whole volume as the last input channel, its pilot
 (``UnrolledPeronaMalik(volume_pilot=True)``): the guidance, conduction and refinement nets see it and the
 output blends it in per pixel. The estimate is a classical one of the whole volume, blind (its tuned noise
 scale, no known noise level and no bias correction): BM4D's (``nad_monai.baselines.bm4d_denoise``) or our
-overcomplete 3D DCT shrinkage (``nad_monai.baselines.dct3d_denoise``); or, for a second pass of ours alone, a
+overcomplete 3D DCT shrinkage (``nad_monai.baselines.dct3d_denoise``) or its block-matched Wiener refinement
+(``nad_monai.baselines.block_matched_denoise``); or, for a second pass of ours alone, a
 trained row of ours run over the volume's three planes (``compare_methods.all_planes``). Neither can run
 on a training crop, so the noise is drawn once per volume and level (Rician, seeded by slice id and level,
 on references whose air is zero, as the zero-air rows) and the estimate computed for each noisy volume.
@@ -46,8 +47,10 @@ LEVELS = (0.10, 0.15, 0.05, 0.20)
 BOTH = ["image", "label"]
 BM4D_PILOT = "bm4d"
 DCT3D_PILOT = "dct3d"
+BM_WIENER_PILOT = "bm_wiener3d"
 CLASSICAL_PILOTS = {VOLUMETRIC[name][0]: name for name in VOLUMETRIC}
-"""The classical pilots by ``nad_monai.baselines.VOLUME_METHODS`` key (``BM4D_PILOT``, ``DCT3D_PILOT``): their benchmark row."""
+"""The classical pilots by ``nad_monai.baselines.VOLUME_METHODS`` key (``BM4D_PILOT``, ``DCT3D_PILOT``, ``BM_WIENER_PILOT``):
+their benchmark row."""
 SECOND_PASS_PILOT = "context-slices-2-zero-air-rician-correction"
 """The row of ours whose estimate over the three planes is the second pass's pilot: the K = 8 correction row
 (102,048 parameters; with the K = 4 second pass, 169,981 in all, under a tenth of the 2.5D U-Net's)."""
@@ -78,13 +81,17 @@ ROWS = {
     "context-slices-2-zero-air-rician-correction-dct3d-pilot-seed-1": PilotRow(
         "MSE + 0.1 gradient", {"seed": 1}, DCT3D_PILOT, "seed 1, our overcomplete 3D DCT shrinkage of the volume"
     ),
+    "context-slices-2-zero-air-rician-correction-bm-wiener-pilot": PilotRow(
+        "MSE + 0.1 gradient", {}, BM_WIENER_PILOT, "our block-matched Wiener estimate of the volume (after the 3D DCT)"
+    ),
 }
 """The rows by key: BM4D's estimate as the pilot; the same with ten times the gradient weight of the loss (aimed at
 the Edge MSE, where BM4D keeps the lead); a second pass of ours alone, a K = 4 network given the K = 8
 correction row's estimate over the three planes (the view of the volume that row has, without BM4D); and the
 network given our own classical estimate of the whole volume, overcomplete 3D DCT shrinkage, in BM4D's place,
 with K = 8 (and again with seed 1) and with K = 12 steps (the most under a tenth of the 2.5D U-Net's parameters:
-173,637; K = 16 has 226,489)."""
+173,637; K = 16 has 226,489); and the K = 8 network given our block-matched Wiener estimate, the 3D DCT's refined
+by grouping similar cubes as BM4D does (``nad_monai.volume_block_matching``)."""
 
 
 def cache_expression(pilot: str) -> str:

@@ -84,16 +84,18 @@ def test_the_second_pass_with_its_pilot_row_has_under_a_tenth_of_the_unets_param
     assert count["first"] + count["second"] <= count["unet"] / 10
 
 
-def test_the_dct3d_pilot_rows_stay_under_a_tenth_of_the_unets_parameters():
+def test_the_rows_with_pilots_of_our_own_stay_under_a_tenth_of_the_unets_parameters():
     def count(network_def: dict) -> int:
         return sum(p.numel() for p in ConfigParser({"net": network_def}).get_parsed_content("net").parameters())
 
     unet = count(LEARNED[UNET_25D]["network_def"])
-    rows = {key: change for key, change in volume_pilot.ROWS.items() if change.pilot == volume_pilot.DCT3D_PILOT}
-    assert len(rows) == 3  # K = 8, its seed-1 run and K = 12
+    ours = {volume_pilot.DCT3D_PILOT: "3D DCT", volume_pilot.BM_WIENER_PILOT: "block-matched Wiener"}
+    rows = {key: change for key, change in volume_pilot.ROWS.items() if change.pilot in ours}
+    assert [change.pilot for change in rows.values()].count(volume_pilot.DCT3D_PILOT) == 3  # K = 8, its seed-1 run and K = 12
+    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 1
     for change in rows.values():
         row = volume_pilot.row(4, change)
-        assert row["training"]["train#dataset"]["cache"].endswith("'volume_pilot_dct3d')") and "3D DCT" in row["name"]
+        assert row["training"]["train#dataset"]["cache"].endswith(f"'volume_pilot_{change.pilot}')") and ours[change.pilot] in row["name"]
         assert count(row["network_def"]) <= unet / 10  # the pilot itself has no parameters
     k16 = volume_pilot.row(4, next(iter(rows.values()))._replace(network={"steps": 16}))["network_def"]
     assert count(k16) > unet / 10  # hence K = 12, not 16
@@ -107,7 +109,7 @@ def test_every_committed_pilot_row_was_trained_as_the_code_defines_it(monkeypatc
             monkeypatch.setitem(LEARNED, key, volume_pilot.row(len(volume_pilot.LEVELS), change))
             assert json.loads(path.read_text()) == training_config(key, {}), key
             trained += 1
-    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass and the three 3D DCT rows
+    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the block-matched one
 
 
 def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
