@@ -98,6 +98,12 @@ def _volume_sigma(noisy: torch.Tensor) -> float:
     return float(estimate_noise_sigma(noisy.detach()).clamp_min(1e-4).median())
 
 
+def _per_volume(noisy: torch.Tensor, sigma_scale: float, denoise: Callable[[torch.Tensor, float], torch.Tensor]) -> torch.Tensor:
+    """Apply ``denoise(volume, sigma)`` to one volume ``(Z, 1, H, W)`` as a float32 ``(Z, H, W)`` tensor, ``sigma``
+    being ``sigma_scale`` times ``_volume_sigma``; the result in ``noisy``'s shape and dtype."""
+    return denoise(noisy.detach()[:, 0].float(), sigma_scale * _volume_sigma(noisy))[:, None].to(noisy.dtype)
+
+
 def bm4d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor:
     """BM4D (``bm4d`` package, both stages) of one volume given as its slices in order, ``(Z, 1, H, W)``: the
     4D-group counterpart of BM3D, matching blocks across neighbouring slices too. Its noise level is
@@ -118,8 +124,7 @@ def dct3d_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0) -> torch.Tensor
     step 2) of one volume given as its slices in order, ``(Z, 1, H, W)``: a transform-domain denoiser that sees
     the neighbouring slices like BM4D, without block matching and under our licence. Its noise level is
     ``sigma_scale`` times the median of the slices' estimated sigmas."""
-    volume = noisy.detach()[:, 0].float()
-    return dct_denoise_volume(volume, sigma_scale * _volume_sigma(noisy))[:, None].to(noisy.dtype)
+    return _per_volume(noisy, sigma_scale, dct_denoise_volume)
 
 
 def block_matched_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0, passes: int = len(PASSES)) -> torch.Tensor:
@@ -127,8 +132,7 @@ def block_matched_denoise(noisy: torch.Tensor, sigma_scale: float = 1.0, passes:
     filtering (``nad_monai.volume_block_matching``) of one volume given as its slices in order, ``(Z, 1, H, W)``:
     BM4D's grouping of similar cubes under our licence. Its noise level is ``sigma_scale`` times the median of
     the slices' estimated sigmas."""
-    volume = noisy.detach()[:, 0].float()
-    return block_matched_denoise_volume(volume, sigma_scale * _volume_sigma(noisy), PASSES[:passes])[:, None].to(noisy.dtype)
+    return _per_volume(noisy, sigma_scale, lambda volume, sigma: block_matched_denoise_volume(volume, sigma, PASSES[:passes]))
 
 
 def dipy_nlmeans(noisy: torch.Tensor, sigma_scale: float = 1.0, patch_radius: int = 1, block_radius: int = 5) -> torch.Tensor:

@@ -80,7 +80,9 @@ def block_matched_wiener(
     if noisy.dim() != 3 or not noisy.is_floating_point() or pilot.shape != noisy.shape:
         raise ValueError(f"noisy and pilot must be floating (D, H, W) tensors of one shape, got {tuple(noisy.shape)} {noisy.dtype} and {tuple(pilot.shape)}")
     if block < 1 or not 1 <= step <= block or search < 0 or group < 1 or chunk < 1:
-        raise ValueError(f"need block >= 1, 1 <= step <= block, search >= 0, group >= 1, got block={block}, step={step}, search={search}, group={group}")
+        raise ValueError(
+            f"need block >= 1, 1 <= step <= block, search >= 0, group >= 1, chunk >= 1, got block={block}, step={step}, search={search}, group={group}, chunk={chunk}"
+        )
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
     pad = search + block
