@@ -27,11 +27,16 @@ SSIM_SETTINGS = {"spatial_dims": 2, "data_range": 1.0, "kernel_type": "gaussian"
 _SOBEL = SobelGradients(kernel_size=3, normalize_kernels=False, padding_mode="replicate")
 
 
-def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Sobel gradient magnitude ``hypot(G_rows, G_cols)`` of images ``(N, C, H, W)``, same shape."""
+def sobel_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel responses ``(G_rows, G_cols)`` of images ``(N, C, H, W)``, each the same shape (differentiable)."""
     n, c, h, w = x.shape
     grads = convert_to_tensor(_SOBEL(x.reshape(n * c, h, w)), track_meta=False)  # (2 * N * C, H, W): all axis-0, then all axis-1
-    return torch.hypot(grads[: n * c], grads[n * c :]).reshape(n, c, h, w)
+    return grads[: n * c].reshape(n, c, h, w), grads[n * c :].reshape(n, c, h, w)
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Sobel gradient magnitude ``hypot(G_rows, G_cols)`` of images ``(N, C, H, W)``, same shape."""
+    return torch.hypot(*sobel_gradients(x))
 
 
 class EdgeMSEMetric(RegressionMetric):

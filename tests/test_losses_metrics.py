@@ -10,7 +10,7 @@ from monai.handlers import from_engine
 from scipy.ndimage import sobel
 from skimage.metrics import structural_similarity
 
-from nad_monai.losses import DenoisingLoss, gradient_mse
+from nad_monai.losses import DenoisingLoss, edge_magnitude_mse, gradient_mse
 from nad_monai.metrics import EdgeMSEMetric, denoising_metrics, metric_handlers, sobel_magnitude
 
 
@@ -60,6 +60,26 @@ def test_loss_is_zero_only_for_a_perfect_prediction_and_weights_matter(pair):
     mse = DenoisingLoss(0, 0, 0, mse_weight=2.0)(pred, ref).item()
     assert mse == pytest.approx(2.0 * torch.mean((pred - ref) ** 2).item(), rel=1e-5)
     assert DenoisingLoss(mse_weight=2.0)(pred, ref).item() == pytest.approx(full + mse, rel=1e-5)
+
+
+def test_edge_term_is_the_edge_mse_metric_and_has_a_gradient_on_flat_images(pair):
+    pred, ref = pair
+    assert edge_magnitude_mse(pred, ref).item() == pytest.approx(EdgeMSEMetric()(pred, ref).mean().item(), rel=1e-3)
+    full = DenoisingLoss()(pred, ref).item()
+    assert DenoisingLoss(edge_weight=0.5)(pred, ref).item() == pytest.approx(full + 0.5 * edge_magnitude_mse(pred, ref).item(), rel=1e-5)
+    flat = torch.zeros(1, 1, 16, 16, requires_grad=True)  # hypot's gradient is NaN here
+    edge_magnitude_mse(flat, torch.zeros(1, 1, 16, 16)).backward()
+    assert torch.equal(flat.grad, torch.zeros_like(flat))
+
+
+def test_edge_term_sharpens_a_blurred_slice_where_the_gradient_term_cannot_tell(colin_slice):
+    """Two references that differ in the sign of their texture (``clean +- t``): the gradient term is least for
+    their mean, which has lost the texture's edges; the edge term, the tables' Edge MSE, prefers either one."""
+    clean = torch.as_tensor(colin_slice)[None]
+    texture = 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    references, textured = [clean + texture, clean - texture], clean + texture
+    assert sum(gradient_mse(clean, r) for r in references) < sum(gradient_mse(textured, r) for r in references)
+    assert sum(edge_magnitude_mse(textured, r) for r in references) < sum(edge_magnitude_mse(clean, r) for r in references)
 
 
 def test_loss_falls_as_noise_falls(colin_slice):
