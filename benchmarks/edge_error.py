@@ -58,6 +58,11 @@ def edge_error_by_band(denoised: torch.Tensor, clean: torch.Tensor, bands: Seque
     return rows
 
 
+def finite_bands(rows: list[dict]) -> list[dict]:
+    """``edge_error_by_band``'s ``rows`` for JSON, which has no infinity or NaN: those values as ``None``."""
+    return [{k: v if math.isfinite(v) else None for k, v in r.items()} for r in rows]
+
+
 def markdown(name: str, rows: list[dict]) -> str:
     """A Markdown table of ``edge_error_by_band``'s ``rows`` under the heading ``name``."""
     lines = [f"{name}: Edge MSE {sum(r['edge_mse'] for r in rows):.4f}", "", "| \\|Sobel(clean)\\| | pixels | Edge MSE | mean \\|Sobel\\| error |", "|---|---:|---:|---:|"]
@@ -99,8 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(f"{setting}, {name}{' (all planes)' if args.all_planes and name != BM4D else ''}", report[name]) + "\n", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        finite = {name: [{k: v if math.isfinite(v) else None for k, v in r.items()} for r in rows] for name, rows in report.items()}  # JSON has no inf
-        record = {"setting": setting, "test_slices": len(pairs), "all_planes": args.all_planes, "bands": finite}
+        record = {"setting": setting, "test_slices": len(pairs), "all_planes": args.all_planes, "bands": {name: finite_bands(rows) for name, rows in report.items()}}
         write_text_atomic(args.out, json.dumps(record, indent=1))
 
 

@@ -92,7 +92,7 @@ def test_the_rows_with_pilots_of_our_own_stay_under_a_tenth_of_the_unets_paramet
     ours = {volume_pilot.DCT3D_PILOT: "3D DCT", volume_pilot.BM_WIENER_PILOT: "block-matched Wiener"}
     rows = {key: change for key, change in volume_pilot.ROWS.items() if change.pilot in ours}
     assert [change.pilot for change in rows.values()].count(volume_pilot.DCT3D_PILOT) == 3  # K = 8, its seed-1 run and K = 12
-    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 2  # K = 8 and its seed-1 run
+    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 3  # K = 8, its seed-1 run and with the Edge MSE in its loss
     for change in rows.values():
         row = volume_pilot.row(4, change)
         assert row["training"]["train#dataset"]["cache"].endswith(f"'volume_pilot_{change.pilot}')") and ours[change.pilot] in row["name"]
@@ -109,7 +109,7 @@ def test_every_committed_pilot_row_was_trained_as_the_code_defines_it(monkeypatc
             monkeypatch.setitem(LEARNED, key, volume_pilot.row(len(volume_pilot.LEVELS), change))
             assert json.loads(path.read_text()) == training_config(key, {}), key
             trained += 1
-    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the two block-matched ones
+    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the three block-matched ones
 
 
 def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
@@ -150,6 +150,10 @@ def test_the_hybrid_row_trains_through_the_bundle_config_on_those_items(cache):
     edge = volume_pilot.row(2, volume_pilot.ROWS[f"{volume_pilot.KEY}-gradient-1"])
     assert {k: v for k, v in edge["training"].items() if row["training"].get(k) != v} == {"loss#gradient_weight": 1.0}
     assert "(MSE + 0.1 gradient)" in row["name"] and "(MSE + 1 gradient, " in edge["name"] and edge["network_def"] == row["network_def"]
+    edge_mse = volume_pilot.row(2, volume_pilot.ROWS[f"{volume_pilot.KEY.replace('bm4d', 'bm-wiener')}-edge-mse"])
+    plain = volume_pilot.row(2, volume_pilot.ROWS[volume_pilot.KEY.replace("bm4d", "bm-wiener")])
+    assert {k: v for k, v in edge_mse["training"].items() if plain["training"].get(k) != v} == {"loss#edge_weight": 0.05}
+    assert "+ 0.05 Edge MSE)" in edge_mse["name"] and edge_mse["network_def"] == plain["network_def"]
     parser = ConfigParser()
     parser.read_config(str(TRAIN_CONFIG))
     parser.update({**row["training"], "network_def": row["network_def"], "bundle_root": str(ROOT / "bundle"), "patch_size": [32, 32]})
@@ -206,3 +210,13 @@ def test_training_refuses_a_cache_whose_levels_lack_volumes(cache, capsys):
     with pytest.raises(SystemExit):
         volume_pilot.prepared_levels(argparse.ArgumentParser(), folder / "nothing", DATALIST)
     assert "no pilot volumes" in capsys.readouterr().err
+
+
+def test_scores_split_the_edge_mse_by_band_for_json(colin_slice):
+    clean = torch.as_tensor(colin_slice)[None]
+    noisy = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    scores = volume_pilot.means([(noisy, clean, "noisy"), (0.9 * clean, clean, "darker")])
+    bands = scores["edge_mse_by_band"]
+    assert sum(b["edge_mse"] for b in bands) == pytest.approx(scores["edge_mse"], rel=1e-4)  # images of one size: the mean of theirs
+    assert bands[-1]["high"] is None and sum(b["pixels"] for b in bands) == pytest.approx(1.0)
+    json.dumps(scores, allow_nan=False)
