@@ -72,7 +72,7 @@ def test_edge_term_is_the_edge_mse_metric_and_has_a_gradient_on_flat_images(pair
     assert torch.equal(flat.grad, torch.zeros_like(flat))
 
 
-def test_edge_term_sharpens_a_blurred_slice_where_the_gradient_term_cannot_tell(colin_slice):
+def test_edge_term_prefers_either_reference_where_the_gradient_term_prefers_their_blurred_mean(colin_slice):
     """Two references that differ in the sign of their texture (``clean +- t``): the gradient term is least for
     their mean, which has lost the texture's edges; the edge term, the tables' Edge MSE, prefers either one."""
     clean = torch.as_tensor(colin_slice)[None]
