@@ -92,7 +92,7 @@ def test_the_rows_with_pilots_of_our_own_stay_under_a_tenth_of_the_unets_paramet
     ours = {volume_pilot.DCT3D_PILOT: "3D DCT", volume_pilot.BM_WIENER_PILOT: "block-matched Wiener"}
     rows = {key: change for key, change in volume_pilot.ROWS.items() if change.pilot in ours}
     assert [change.pilot for change in rows.values()].count(volume_pilot.DCT3D_PILOT) == 3  # K = 8, its seed-1 run and K = 12
-    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 3  # K = 8, its seed-1 run and with the Edge MSE in its loss
+    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 4  # K = 8 and with the Edge MSE in its loss, each with seeds 0 and 1
     for change in rows.values():
         row = volume_pilot.row(4, change)
         assert row["training"]["train#dataset"]["cache"].endswith(f"'volume_pilot_{change.pilot}')") and ours[change.pilot] in row["name"]
@@ -109,7 +109,7 @@ def test_every_committed_pilot_row_was_trained_as_the_code_defines_it(monkeypatc
             monkeypatch.setitem(LEARNED, key, volume_pilot.row(len(volume_pilot.LEVELS), change))
             assert json.loads(path.read_text()) == training_config(key, {}), key
             trained += 1
-    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the three block-matched ones
+    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the four block-matched ones
 
 
 def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
