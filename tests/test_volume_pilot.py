@@ -92,7 +92,7 @@ def test_the_rows_with_pilots_of_our_own_stay_under_a_tenth_of_the_unets_paramet
     ours = {volume_pilot.DCT3D_PILOT: "3D DCT", volume_pilot.BM_WIENER_PILOT: "block-matched Wiener"}
     rows = {key: change for key, change in volume_pilot.ROWS.items() if change.pilot in ours}
     assert [change.pilot for change in rows.values()].count(volume_pilot.DCT3D_PILOT) == 3  # K = 8, its seed-1 run and K = 12
-    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 4  # K = 8 and with the Edge MSE in its loss, each with seeds 0 and 1
+    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 4  # K = 8 and with the Edge MSE in its loss, seeds 0 and 1
     for change in rows.values():
         row = volume_pilot.row(4, change)
         assert row["training"]["train#dataset"]["cache"].endswith(f"'volume_pilot_{change.pilot}')") and ours[change.pilot] in row["name"]
