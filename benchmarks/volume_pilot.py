@@ -73,6 +73,9 @@ EDGE_MSE_LOSS = {"loss#edge_weight": 0.05}
 keeps: the gradient term, even at ten times its weight, is least for blurred edges. At 0.05 it weighs about as
 much as the squared error: the trained K = 8 block-matched pilot row ends with validation PSNR 27.48 dB (squared
 error 0.0018) and Edge MSE 0.0398."""
+DCT3D_NAME = "our overcomplete 3D DCT shrinkage of the volume"
+BM_WIENER_NAME = "our block-matched Wiener estimate of the volume (after the 3D DCT)"
+"""How the rows name our own pilots (``PilotRow.pilot_name``), after what sets a run apart where something does (K, seed)."""
 KEY = "context-slices-2-zero-air-rician-correction-bm4d-pilot"
 ROWS = {
     KEY: PilotRow("MSE + 0.1 gradient", {}),
@@ -80,24 +83,24 @@ ROWS = {
     "context-slices-2-zero-air-rician-correction-k4-second-pass": PilotRow(
         "MSE + 0.1 gradient", {}, SECOND_PASS_PILOT, "K = 4, the K = 8 correction row's estimate over the three planes", {"steps": 4}
     ),
-    "context-slices-2-zero-air-rician-correction-dct3d-pilot": PilotRow("MSE + 0.1 gradient", {}, DCT3D_PILOT, "our overcomplete 3D DCT shrinkage of the volume"),
+    "context-slices-2-zero-air-rician-correction-dct3d-pilot": PilotRow("MSE + 0.1 gradient", {}, DCT3D_PILOT, DCT3D_NAME),
     "context-slices-2-zero-air-rician-correction-dct3d-pilot-k12": PilotRow(
-        "MSE + 0.1 gradient", {}, DCT3D_PILOT, "K = 12, our overcomplete 3D DCT shrinkage of the volume", {"steps": 12}
+        "MSE + 0.1 gradient", {}, DCT3D_PILOT, f"K = 12, {DCT3D_NAME}", {"steps": 12}
     ),
     "context-slices-2-zero-air-rician-correction-dct3d-pilot-seed-1": PilotRow(
-        "MSE + 0.1 gradient", {"seed": 1}, DCT3D_PILOT, "seed 1, our overcomplete 3D DCT shrinkage of the volume"
+        "MSE + 0.1 gradient", {"seed": 1}, DCT3D_PILOT, f"seed 1, {DCT3D_NAME}"
     ),
     "context-slices-2-zero-air-rician-correction-bm-wiener-pilot": PilotRow(
-        "MSE + 0.1 gradient", {}, BM_WIENER_PILOT, "our block-matched Wiener estimate of the volume (after the 3D DCT)"
+        "MSE + 0.1 gradient", {}, BM_WIENER_PILOT, BM_WIENER_NAME
     ),
     "context-slices-2-zero-air-rician-correction-bm-wiener-pilot-seed-1": PilotRow(
-        "MSE + 0.1 gradient", {"seed": 1}, BM_WIENER_PILOT, "seed 1, our block-matched Wiener estimate of the volume (after the 3D DCT)"
+        "MSE + 0.1 gradient", {"seed": 1}, BM_WIENER_PILOT, f"seed 1, {BM_WIENER_NAME}"
     ),
     "context-slices-2-zero-air-rician-correction-bm-wiener-pilot-edge-mse": PilotRow(
-        "MSE + 0.1 gradient + 0.05 Edge MSE", EDGE_MSE_LOSS, BM_WIENER_PILOT, "our block-matched Wiener estimate of the volume (after the 3D DCT)"
+        "MSE + 0.1 gradient + 0.05 Edge MSE", EDGE_MSE_LOSS, BM_WIENER_PILOT, BM_WIENER_NAME
     ),
     "context-slices-2-zero-air-rician-correction-bm-wiener-pilot-edge-mse-seed-1": PilotRow(
-        "MSE + 0.1 gradient + 0.05 Edge MSE", {**EDGE_MSE_LOSS, "seed": 1}, BM_WIENER_PILOT, "seed 1, our block-matched Wiener estimate of the volume (after the 3D DCT)"
+        "MSE + 0.1 gradient + 0.05 Edge MSE", {**EDGE_MSE_LOSS, "seed": 1}, BM_WIENER_PILOT, f"seed 1, {BM_WIENER_NAME}"
     ),
 }
 """The rows by key: BM4D's estimate as the pilot; the same with ten times the gradient weight of the loss (aimed at
