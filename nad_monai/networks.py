@@ -190,6 +190,9 @@ class UnrolledPeronaMalik(nn.Module):
         pilot_blend: also blend the pilot into the PDE's result, ``u_K + m (p - u_K)`` with a
             per-pixel weight ``m = sigmoid(conv1x1([u_K, x, p, g]))`` that starts at 1/2 everywhere
             (the two estimates err differently, so their mean beats either); needs a pilot.
+        pilot_start: start the PDE from the pilot instead of the noisy slice: the steps diffuse what
+            the pilot leaves (its residual noise in flat regions), with gates that see the noisy
+            stack, instead of denoising the slice afresh; needs a pilot.
         coarse_scales: give the conduction nets the neighbour differences of ``u_k`` at this many
             coarser scales as well (``coarse_neighbour_differences``: 2x2, 4x4, ... block means,
             with noise s/2, s/4, ...), so a gate can tell an edge that persists across scales from
@@ -204,7 +207,7 @@ class UnrolledPeronaMalik(nn.Module):
     ``forward`` maps ``(N, 1, H, W)`` (``(N, 1 + 2 c, H, W)`` with ``context_slices``; one channel more,
     the pilot last, with ``volume_pilot``) of any H, W, intensities in [0, 1], to ``(N, 1, H, W)``;
     ``inspect`` also returns the gates and intermediate states. Without refinement the output
-    stays within each image's [min, max] (with ``context_slices``, its stack's). The module can be scripted with TorchScript.
+    stays within each image's [min, max] (with ``context_slices``, its stack's; with ``pilot_start``, the pilot's too). The module can be scripted with TorchScript.
 
     Example::
 
@@ -233,6 +236,7 @@ class UnrolledPeronaMalik(nn.Module):
         dct_pilot: bool = False,
         block_matching_pilot: bool = False,
         pilot_blend: bool = False,
+        pilot_start: bool = False,
         volume_pilot: bool = False,
         coarse_scales: int = 0,
         context_slices: int = 0,
@@ -252,10 +256,12 @@ class UnrolledPeronaMalik(nn.Module):
             raise ValueError("choose one pilot: nonlocal_pilot, dct_pilot, block_matching_pilot or volume_pilot")
         if pilot_blend and not pilots:
             raise ValueError("pilot_blend needs a pilot: nonlocal_pilot, dct_pilot, block_matching_pilot or volume_pilot")
+        if pilot_start and not pilots:
+            raise ValueError("pilot_start needs a pilot: nonlocal_pilot, dct_pilot, block_matching_pilot or volume_pilot")
         self.steps, self.neighbours, self.shared = steps, neighbours, shared
         self.noise_level_input, self.detach_guidance = noise_level_input, detach_guidance
         self.noise_floor, self.coarse_scales, self.context_slices = NOISE_FLOOR, coarse_scales, context_slices
-        self.volume_pilot = volume_pilot
+        self.volume_pilot, self.pilot_start = volume_pilot, pilot_start
         level, pilot, others = int(noise_level_input), pilots, 2 * context_slices
         self.pilot: nn.Module | None = None
         if nonlocal_pilot:
@@ -352,8 +358,11 @@ class UnrolledPeronaMalik(nn.Module):
             context.insert(0, guidance)
         lams = self.step_sizes()
         u = x
+        if self.pilot_start:
+            assert pilot is not None  # pilot_start implies a pilot
+            u = pilot
         gates: list[torch.Tensor] = []
-        states: list[torch.Tensor] = [x]
+        states: list[torch.Tensor] = [u]
         for k, conduction in enumerate(self.conduction):
             d = neighbour_differences(u, self.neighbours)
             differences = [d * scale]

@@ -166,6 +166,23 @@ def test_a_given_pilot_is_the_last_channel_blended_in_and_scripts():
         UnrolledPeronaMalik(volume_pilot=True, noise_level_input=False)
 
 
+def test_a_pde_started_from_the_pilot_keeps_the_range_of_the_pilot_and_stack_and_scripts():
+    clean = torch.as_tensor(load_volume("colin27_t1.nii.gz")[40:104, 40:104, 88:93]).permute(2, 0, 1)[None]  # (1, 5, 64, 64)
+    noise = torch.Generator().manual_seed(6)
+    x = (clean + 0.1 * torch.randn(clean.shape, generator=noise)).clamp(0, 1)
+    pilot = (clean[:, 2:3] + 0.02 * torch.randn(clean[:, 2:3].shape, generator=noise)).clamp(0, 1)
+    net = UnrolledPeronaMalik(steps=3, context_slices=2, refinement=False, volume_pilot=True, pilot_start=True).eval()
+    with torch.no_grad():
+        net.step_logits.fill_(20.0)  # lam_k at its bound: the strongest smoothing the steps allow
+        y, details = net.inspect(torch.cat([x, pilot], dim=1))
+        torch.testing.assert_close(details["states"][0], pilot)  # the diffusion starts from the pilot, not the noisy slice
+        torch.testing.assert_close(torch.jit.script(net)(torch.cat([x, pilot], dim=1)), y)
+    stack = torch.cat([x, pilot], dim=1)
+    assert stack.min() - 1e-6 <= y.min() and y.max() <= stack.max() + 1e-6
+    with pytest.raises(ValueError, match="pilot_start needs a pilot"):
+        UnrolledPeronaMalik(pilot_start=True)
+
+
 def test_multiscale_gates_see_each_coarse_scale_and_script(colin_slice):
     net = perturbed(UnrolledPeronaMalik(steps=3, coarse_scales=2), seed=2, scale=0.1).eval()
     assert net.conduction[0].net[0].in_channels == 3 * 8 + 8 + 1  # fine + 2 coarse scales, guidance, noise level
