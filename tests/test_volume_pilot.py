@@ -11,7 +11,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from conftest import ROOT
-from nad_monai import baselines
+from nad_monai import UnrolledPeronaMalik, baselines
 from nad_monai.baselines import gaussian_smoothing
 from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction
 
@@ -92,7 +92,8 @@ def test_the_rows_with_pilots_of_our_own_stay_under_a_tenth_of_the_unets_paramet
     ours = {volume_pilot.DCT3D_PILOT: "3D DCT", volume_pilot.BM_WIENER_PILOT: "block-matched Wiener"}
     rows = {key: change for key, change in volume_pilot.ROWS.items() if change.pilot in ours}
     assert [change.pilot for change in rows.values()].count(volume_pilot.DCT3D_PILOT) == 3  # K = 8, its seed-1 run and K = 12
-    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 4  # K = 8 and with the Edge MSE in its loss, seeds 0 and 1
+    # K = 8, with the Edge MSE in its loss (seeds 0 and 1), and the PDE run from the pilot
+    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 5
     for change in rows.values():
         row = volume_pilot.row(4, change)
         assert row["training"]["train#dataset"]["cache"].endswith(f"'volume_pilot_{change.pilot}')") and ours[change.pilot] in row["name"]
@@ -109,7 +110,7 @@ def test_every_committed_pilot_row_was_trained_as_the_code_defines_it(monkeypatc
             monkeypatch.setitem(LEARNED, key, volume_pilot.row(len(volume_pilot.LEVELS), change))
             assert json.loads(path.read_text()) == training_config(key, {}), key
             trained += 1
-    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the four block-matched ones
+    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the five block-matched ones
 
 
 def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
@@ -154,6 +155,9 @@ def test_the_hybrid_row_trains_through_the_bundle_config_on_those_items(cache):
     plain = volume_pilot.row(2, volume_pilot.ROWS[volume_pilot.KEY.replace("bm4d", "bm-wiener")])
     assert {k: v for k, v in edge_mse["training"].items() if plain["training"].get(k) != v} == {"loss#edge_weight": 0.05}
     assert "+ 0.05 Edge MSE)" in edge_mse["name"] and edge_mse["network_def"] == plain["network_def"]
+    start = volume_pilot.row(2, volume_pilot.ROWS[f"{volume_pilot.KEY.replace('bm4d', 'bm-wiener')}-start"])
+    assert start["training"] == plain["training"]
+    assert {k: v for k, v in start["network_def"].items() if plain["network_def"].get(k) != v} == {"pilot_start": True, "pilot_blend": False}
     parser = ConfigParser()
     parser.read_config(str(TRAIN_CONFIG))
     parser.update({**row["training"], "network_def": row["network_def"], "bundle_root": str(ROOT / "bundle"), "patch_size": [32, 32]})
@@ -172,6 +176,19 @@ def test_the_hybrid_row_trains_through_the_bundle_config_on_those_items(cache):
     assert torch.isfinite(loss) and net.blend_gate.weight.grad.abs().sum() > 0
     validation = parser.get_parsed_content("validate#dataset")
     assert len(validation) == 2 * sum(1 for f in folder.glob("validation/*_rician-0.10.pt") for _ in volume_pilot.pilot_items([f], 2))
+
+
+def test_the_blend_fixed_on_the_pilot_hands_on_the_pilot_and_leaves_the_row_as_it_is(cache):
+    _, files = cache
+    d = torch.load(files[0], weights_only=True)
+    x = torch.cat([d["noisy"][None, 3:8, 0], d["pilot"][None, 5]], dim=1)  # (1, 6, H, W): five noisy slices, the pilot
+    net = UnrolledPeronaMalik(steps=2, context_slices=2, refinement=False, volume_pilot=True, pilot_blend=True).eval()
+    fixed = volume_pilot.blend_on_the_pilot(net)
+    with torch.no_grad():
+        torch.testing.assert_close(fixed(x), x[:, 5:])  # no refinement, no bias correction: the pilot itself
+        y, details = net.inspect(x)
+        torch.testing.assert_close(y, (details["states"][-1] + x[:, 5:]) / 2)  # the row still blends
+    assert not torch.allclose(y, x[:, 5:])
 
 
 class _Pick(torch.nn.Module):
