@@ -243,7 +243,7 @@ def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str)
 
 
 class PilotGate(torch.nn.Module):
-    """A blend gate that takes the pilot: logit 30 everywhere, so ``m = sigmoid(30)``, 1 to 1e-13."""
+    """A blend gate that takes the pilot: logit 30 everywhere, so ``m = sigmoid(30)``, 1 within 1e-13."""
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.full_like(features[:, :1], 30.0)
