@@ -171,13 +171,13 @@ def test_a_pde_started_from_the_pilot_keeps_the_range_of_the_pilot_and_stack_and
     noise = torch.Generator().manual_seed(6)
     x = (clean + 0.1 * torch.randn(clean.shape, generator=noise)).clamp(0, 1)
     pilot = (clean[:, 2:3] + 0.02 * torch.randn(clean[:, 2:3].shape, generator=noise)).clamp(0, 1)
+    stack = torch.cat([x, pilot], dim=1)
     net = UnrolledPeronaMalik(steps=3, context_slices=2, refinement=False, volume_pilot=True, pilot_start=True).eval()
     with torch.no_grad():
         net.step_logits.fill_(20.0)  # lam_k at its bound: the strongest smoothing the steps allow
-        y, details = net.inspect(torch.cat([x, pilot], dim=1))
+        y, details = net.inspect(stack)
         torch.testing.assert_close(details["states"][0], pilot)  # the diffusion starts from the pilot, not the noisy slice
-        torch.testing.assert_close(torch.jit.script(net)(torch.cat([x, pilot], dim=1)), y)
-    stack = torch.cat([x, pilot], dim=1)
+        torch.testing.assert_close(torch.jit.script(net)(stack), y)
     assert stack.min() - 1e-6 <= y.min() and y.max() <= stack.max() + 1e-6
     with pytest.raises(ValueError, match="pilot_start needs a pilot"):
         UnrolledPeronaMalik(pilot_start=True)

@@ -151,11 +151,12 @@ def test_the_hybrid_row_trains_through_the_bundle_config_on_those_items(cache):
     edge = volume_pilot.row(2, volume_pilot.ROWS[f"{volume_pilot.KEY}-gradient-1"])
     assert {k: v for k, v in edge["training"].items() if row["training"].get(k) != v} == {"loss#gradient_weight": 1.0}
     assert "(MSE + 0.1 gradient)" in row["name"] and "(MSE + 1 gradient, " in edge["name"] and edge["network_def"] == row["network_def"]
-    edge_mse = volume_pilot.row(2, volume_pilot.ROWS[f"{volume_pilot.KEY.replace('bm4d', 'bm-wiener')}-edge-mse"])
-    plain = volume_pilot.row(2, volume_pilot.ROWS[volume_pilot.KEY.replace("bm4d", "bm-wiener")])
+    bm_wiener = volume_pilot.KEY.replace("bm4d", "bm-wiener")
+    edge_mse = volume_pilot.row(2, volume_pilot.ROWS[f"{bm_wiener}-edge-mse"])
+    plain = volume_pilot.row(2, volume_pilot.ROWS[bm_wiener])
     assert {k: v for k, v in edge_mse["training"].items() if plain["training"].get(k) != v} == {"loss#edge_weight": 0.05}
     assert "+ 0.05 Edge MSE)" in edge_mse["name"] and edge_mse["network_def"] == plain["network_def"]
-    start = volume_pilot.row(2, volume_pilot.ROWS[f"{volume_pilot.KEY.replace('bm4d', 'bm-wiener')}-start"])
+    start = volume_pilot.row(2, volume_pilot.ROWS[f"{bm_wiener}-start"])
     assert start["training"] == plain["training"]
     assert {k: v for k, v in start["network_def"].items() if plain["network_def"].get(k) != v} == {"pilot_start": True, "pilot_blend": False}
     parser = ConfigParser()
