@@ -67,6 +67,9 @@ class PilotRow(NamedTuple):
     pilot: str = BM4D_PILOT
     pilot_name: str = "BM4D's estimate of the volume"
     network: dict = {}
+    training_volumes: str = ""
+    """A datalist in ``benchmarks/datalists`` whose training volumes replace the usual ones (its own cache,
+    ``cache_name``; validation stays ``--datalist``'s); "" for the usual ones."""
 
 
 EDGE_MSE_LOSS = {"loss#edge_weight": 0.05}
@@ -106,6 +109,13 @@ ROWS = {
     "context-slices-2-zero-air-rician-correction-bm-wiener-pilot-start": PilotRow(
         "MSE + 0.1 gradient", {}, BM_WIENER_PILOT, f"the PDE run from, not blended with, {BM_WIENER_NAME}", {"pilot_start": True, "pilot_blend": False}
     ),
+    "context-slices-2-zero-air-rician-correction-bm-wiener-pilot-with-itk-t1": PilotRow(
+        "MSE + 0.1 gradient",
+        {"epochs": 12},
+        BM_WIENER_PILOT,
+        f"a T1 scan of one person added to the training volumes, {BM_WIENER_NAME}",
+        training_volumes="with_itk_t1_training.json",
+    ),
 }
 """The rows by key: BM4D's estimate as the pilot; the same with ten times the gradient weight of the loss (aimed at
 the Edge MSE, where BM4D keeps the lead); a second pass of ours alone, a K = 4 network given the K = 8
@@ -117,18 +127,28 @@ by grouping similar cubes as BM4D does (``nad_monai.volume_block_matching``), an
 Edge MSE in its loss (``EDGE_MSE_LOSS``), twice, and with the PDE run from that estimate instead of the noisy
 slice, not blended with it (``pilot_start``): a diagnostic on the test volume (axial slices) found the learned
 blend pulling the plain row below the same network with its blend fixed on the pilot (32.19 against 32.68 dB),
-though the blend wins on the validation volumes, where the pilot is weaker."""
+though the blend wins on the validation volumes, where the pilot is weaker; and trained with ITK's T1 scan of one
+person added to its volumes (``training_volumes``, 12 epochs to keep the budget), the only scan of one person with
+T1 contrast and close slices (2 x 2 x 3 mm) that we can train on, where the pilot keeps edges that the EPI volumes do not teach."""
 
 
-def cache_expression(pilot: str) -> str:
-    """Where a training run finds ``prepare``'s files for ``pilot``, as a bundle expression:
-    ``benchmarks/cache/<cache_name(pilot)>`` (``--cache``' default)."""
-    return f"$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'cache', '{cache_name(pilot)}')"
+def cache_expression(change: PilotRow) -> str:
+    """Where a training run of ``change`` (a value of ``ROWS``) finds ``prepare``'s files, as a bundle expression:
+    ``benchmarks/cache/<cache_name(change)>`` (``--cache``' default)."""
+    return f"$os.path.join(os.path.dirname(@bundle_root), 'benchmarks', 'cache', '{cache_name(change)}')"
 
 
-def cache_name(pilot: str) -> str:
-    """The cache folder of ``pilot``'s volumes: ``volume_pilot`` for BM4D's, ``volume_pilot_<pilot>`` for another's."""
-    return "volume_pilot" if pilot == BM4D_PILOT else f"volume_pilot_{pilot}"
+def cache_name(change: PilotRow) -> str:
+    """The cache folder of the volumes ``change`` (a value of ``ROWS``) trains on: ``volume_pilot`` for BM4D's
+    pilot, ``volume_pilot_<pilot>`` for another's, with ``_<datalist>`` after it for other training volumes."""
+    name = "volume_pilot" if change.pilot == BM4D_PILOT else f"volume_pilot_{change.pilot}"
+    return f"{name}_{Path(change.training_volumes).stem}" if change.training_volumes else name
+
+
+def training_datalist(change: PilotRow, datalist: str) -> str:
+    """The datalist whose training volumes ``change`` (a value of ``ROWS``) trains on: its ``training_volumes``, or
+    ``datalist``."""
+    return str(ROOT / "benchmarks" / "datalists" / change.training_volumes) if change.training_volumes else datalist
 
 
 def row(levels: int, change: PilotRow = ROWS[KEY], cache: Path | None = None) -> dict:
@@ -138,7 +158,7 @@ def row(levels: int, change: PilotRow = ROWS[KEY], cache: Path | None = None) ->
     crops and iterations as the 60 epochs of the row it extends, each slice seen at ``levels`` fixed noise draws
     instead of fresh ones; ``change`` (a value of ``ROWS``) names its loss and pilot and overrides its training
     and network. It reads ``prepare``'s files from ``cache`` (``None``: ``cache_expression``, the default)."""
-    dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": cache_expression(change.pilot) if cache is None else str(cache.resolve()), "context": 2}
+    dataset = {"_target_": "volume_pilot.pilot_dataset", "cache": cache_expression(change) if cache is None else str(cache.resolve()), "context": 2}
     training = {k: v for k, v in RICIAN_CORRECTION_ROW["training"].items() if not k.startswith(("train#", "validate#"))}
     return {
         "name": (
@@ -226,14 +246,15 @@ def pilot_dataset(cache: str, split: str, context: int, transform=None) -> Cache
     return CacheDataset(pilot_items(files, context), transform=transform, progress=False)
 
 
-def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str) -> list[str]:
-    """The levels ``prepare`` wrote for every training and validation volume under ``cache``; ``parser.error`` if
-    there are none or a level lacks a volume of either split (a training run takes every file there)."""
+def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str, training: str | None = None) -> list[str]:
+    """The levels ``prepare`` wrote for every training and validation volume under ``cache`` (those of ``datalist``,
+    the training volumes of ``training`` where given); ``parser.error`` if there are none or a level lacks a
+    volume of either split (a training run takes every file there)."""
     found: dict[str, set[str]] = {}
     for path in cache.glob("*/*_rician-*.pt"):
         found.setdefault(path.stem.rpartition("_rician-")[2], set()).add(f"{path.parent.name}/{path.stem.rpartition('_rician-')[0]}")
-    listed = json.loads(Path(datalist).read_text())
-    wanted = {f"{split}/{Path(i['image']).name.split('.')[0]}" for split in ("training", "validation") for i in listed[split]}
+    listed = {split: json.loads(Path(training if split == "training" and training else datalist).read_text())[split] for split in ("training", "validation")}
+    wanted = {f"{split}/{Path(i['image']).name.split('.')[0]}" for split, items in listed.items() for i in items}
     if not found:
         parser.error(f"{cache}: no pilot volumes; run benchmarks/volume_pilot.py prepare first")
     for level, have in sorted(found.items()):
@@ -321,15 +342,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.row not in ROWS:
         parser.error(f"--row {args.row}: this benchmark knows {', '.join(ROWS)}")
     change = ROWS[args.row]
-    cache = args.cache or ROOT / "benchmarks" / "cache" / cache_name(change.pilot)
+    cache = args.cache or ROOT / "benchmarks" / "cache" / cache_name(change)
+    training = training_datalist(change, args.datalist)
     if args.command == "prepare":
         estimate = estimator(change.pilot, args.results, parser)
         for s in args.levels:  # level by level: the first levels are usable while the rest run
             for split in ("validation", "training"):
-                prepare(args.datalist, split, [s], cache, estimate)
+                prepare(training if split == "training" else args.datalist, split, [s], cache, estimate)
         return
     if args.command == "train":
-        LEARNED[args.row] = row(len(prepared_levels(parser, cache, args.datalist)), change, args.cache)
+        LEARNED[args.row] = row(len(prepared_levels(parser, cache, args.datalist, training)), change, args.cache)
         print(train_learned(args.row, args.results, {}))
         return
     model, _, level = args.setting.partition(":")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from monai.bundle import ConfigParser
 from conftest import ROOT
 from nad_monai import UnrolledPeronaMalik, baselines
 from nad_monai.baselines import gaussian_smoothing
-from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction
+from nad_monai.datasets import MIN_FOREGROUND, foreground_fraction, slice_items
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import volume_pilot  # noqa: E402
@@ -92,11 +93,12 @@ def test_the_rows_with_pilots_of_our_own_stay_under_a_tenth_of_the_unets_paramet
     ours = {volume_pilot.DCT3D_PILOT: "3D DCT", volume_pilot.BM_WIENER_PILOT: "block-matched Wiener"}
     rows = {key: change for key, change in volume_pilot.ROWS.items() if change.pilot in ours}
     assert [change.pilot for change in rows.values()].count(volume_pilot.DCT3D_PILOT) == 3  # K = 8, its seed-1 run and K = 12
-    # K = 8, with the Edge MSE in its loss (seeds 0 and 1), and the PDE run from the pilot
-    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 5
+    # K = 8, with the Edge MSE in its loss (seeds 0 and 1), the PDE run from the pilot, and a T1 scan added
+    assert [change.pilot for change in rows.values()].count(volume_pilot.BM_WIENER_PILOT) == 6
     for change in rows.values():
         row = volume_pilot.row(4, change)
-        assert row["training"]["train#dataset"]["cache"].endswith(f"'volume_pilot_{change.pilot}')") and ours[change.pilot] in row["name"]
+        folder = f"volume_pilot_{change.pilot}" + (f"_{Path(change.training_volumes).stem}" if change.training_volumes else "")
+        assert row["training"]["train#dataset"]["cache"].endswith(f"'{folder}')") and ours[change.pilot] in row["name"]
         assert count(row["network_def"]) <= unet / 10  # the pilot itself has no parameters
     k16 = volume_pilot.row(4, next(iter(rows.values()))._replace(network={"steps": 16}))["network_def"]
     assert count(k16) > unet / 10  # hence K = 12, not 16
@@ -110,7 +112,7 @@ def test_every_committed_pilot_row_was_trained_as_the_code_defines_it(monkeypatc
             monkeypatch.setitem(LEARNED, key, volume_pilot.row(len(volume_pilot.LEVELS), change))
             assert json.loads(path.read_text()) == training_config(key, {}), key
             trained += 1
-    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the five block-matched ones
+    assert trained == len(volume_pilot.ROWS)  # each row's run is committed: BM4D's two, the second pass, the three 3D DCT rows and the six block-matched ones
 
 
 def test_prepare_draws_seeded_rician_noise_per_level_on_references_with_zero_air(cache):
@@ -228,6 +230,23 @@ def test_training_refuses_a_cache_whose_levels_lack_volumes(cache, capsys):
     with pytest.raises(SystemExit):
         volume_pilot.prepared_levels(argparse.ArgumentParser(), folder / "nothing", DATALIST)
     assert "no pilot volumes" in capsys.readouterr().err
+
+
+def test_a_row_with_other_training_volumes_prepares_and_trains_on_them_in_a_cache_of_its_own(cache, capsys):
+    change = volume_pilot.ROWS["context-slices-2-zero-air-rician-correction-bm-wiener-pilot-with-itk-t1"]
+    training = volume_pilot.training_datalist(change, DATALIST)
+    volumes = [Path(i["image"]).name for i in json.loads(Path(training).read_text())["training"]]
+    assert "itk_kmeans_t1.nii.gz" in volumes and len(volumes) == 6  # the usual five and the T1 scan of one person
+    assert volume_pilot.training_datalist(volume_pilot.ROWS[volume_pilot.KEY], DATALIST) == DATALIST
+    assert volume_pilot.cache_name(change) != volume_pilot.cache_name(change._replace(training_volumes=""))
+    # its epochs over the six volumes' head slices and the usual rows' over the five train on as many slices: the same budget
+    rows = ((training, change), (DATALIST, volume_pilot.ROWS[volume_pilot.KEY]))
+    visits = {d: len(slice_items("nifti", d, "training")) * volume_pilot.row(4, c)["training"]["epochs"] for d, c in rows}
+    assert abs(visits[training] / visits[DATALIST] - 1) < 0.01
+    folder, _ = cache
+    with pytest.raises(SystemExit):
+        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder, DATALIST, training)
+    assert "training/itk_kmeans_t1" in capsys.readouterr().err  # the T1 scan is wanted among the training volumes
 
 
 def test_scores_split_the_edge_mse_by_band_for_json(colin_slice):
