@@ -129,7 +129,8 @@ slice, not blended with it (``pilot_start``): a diagnostic on the test volume (a
 blend pulling the plain row below the same network with its blend fixed on the pilot (32.19 against 32.68 dB),
 though the blend wins on the validation volumes, where the pilot is weaker; and trained with ITK's T1 scan of one
 person added to its volumes (``training_volumes``, 12 epochs to keep the budget), the only scan of one person with
-T1 contrast and close slices (2 x 2 x 3 mm) that we can train on, where the pilot keeps edges that the EPI volumes do not teach."""
+T1 contrast and close slices (2 x 2 x 3 mm) that we can train on, since the diagnostics put the blurred edges on
+what the EPI training volumes teach."""
 
 
 def cache_expression(change: PilotRow) -> str:
