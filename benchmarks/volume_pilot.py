@@ -146,10 +146,11 @@ def cache_name(change: PilotRow) -> str:
     return f"{name}_{Path(change.training_volumes).stem}" if change.training_volumes else name
 
 
-def training_datalist(change: PilotRow, datalist: str) -> str:
-    """The datalist whose training volumes ``change`` (a value of ``ROWS``) trains on: its ``training_volumes``, or
-    ``datalist``."""
-    return str(ROOT / "benchmarks" / "datalists" / change.training_volumes) if change.training_volumes else datalist
+def split_datalists(change: PilotRow, datalist: str) -> dict[str, str]:
+    """The datalist of each split (``"training"``, ``"validation"``) that ``change`` (a value of ``ROWS``) prepares
+    and trains on: ``datalist``, or for training its ``training_volumes`` where it has them."""
+    training = str(ROOT / "benchmarks" / "datalists" / change.training_volumes) if change.training_volumes else datalist
+    return {"training": training, "validation": datalist}
 
 
 def row(levels: int, change: PilotRow = ROWS[KEY], cache: Path | None = None) -> dict:
@@ -247,14 +248,14 @@ def pilot_dataset(cache: str, split: str, context: int, transform=None) -> Cache
     return CacheDataset(pilot_items(files, context), transform=transform, progress=False)
 
 
-def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalist: str, training: str | None = None) -> list[str]:
-    """The levels ``prepare`` wrote for every training and validation volume under ``cache`` (those of ``datalist``,
-    the training volumes of ``training`` where given); ``parser.error`` if there are none or a level lacks a
+def prepared_levels(parser: argparse.ArgumentParser, cache: Path, datalists: dict[str, str]) -> list[str]:
+    """The levels ``prepare`` wrote for every training and validation volume under ``cache`` (each split's as listed
+    in its datalist of ``datalists``, ``split_datalists``); ``parser.error`` if there are none or a level lacks a
     volume of either split (a training run takes every file there)."""
     found: dict[str, set[str]] = {}
     for path in cache.glob("*/*_rician-*.pt"):
         found.setdefault(path.stem.rpartition("_rician-")[2], set()).add(f"{path.parent.name}/{path.stem.rpartition('_rician-')[0]}")
-    listed = {split: json.loads(Path(training if split == "training" and training else datalist).read_text())[split] for split in ("training", "validation")}
+    listed = {split: json.loads(Path(datalist).read_text())[split] for split, datalist in datalists.items()}
     wanted = {f"{split}/{Path(i['image']).name.split('.')[0]}" for split, items in listed.items() for i in items}
     if not found:
         parser.error(f"{cache}: no pilot volumes; run benchmarks/volume_pilot.py prepare first")
@@ -344,15 +345,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--row {args.row}: this benchmark knows {', '.join(ROWS)}")
     change = ROWS[args.row]
     cache = args.cache or ROOT / "benchmarks" / "cache" / cache_name(change)
-    training = training_datalist(change, args.datalist)
+    datalists = split_datalists(change, args.datalist)
     if args.command == "prepare":
         estimate = estimator(change.pilot, args.results, parser)
         for s in args.levels:  # level by level: the first levels are usable while the rest run
             for split in ("validation", "training"):
-                prepare(training if split == "training" else args.datalist, split, [s], cache, estimate)
+                prepare(datalists[split], split, [s], cache, estimate)
         return
     if args.command == "train":
-        LEARNED[args.row] = row(len(prepared_levels(parser, cache, args.datalist, training)), change, args.cache)
+        LEARNED[args.row] = row(len(prepared_levels(parser, cache, datalists)), change, args.cache)
         print(train_learned(args.row, args.results, {}))
         return
     model, _, level = args.setting.partition(":")

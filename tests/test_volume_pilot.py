@@ -225,19 +225,21 @@ def test_all_planes_feeds_each_slice_of_every_plane_with_its_own_pilot(cache):
 def test_training_refuses_a_cache_whose_levels_lack_volumes(cache, capsys):
     folder, _ = cache
     with pytest.raises(SystemExit):
-        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder, DATALIST)
+        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder, volume_pilot.split_datalists(volume_pilot.ROWS[volume_pilot.KEY], DATALIST))
     assert "level 0.10 lacks training/heudiconv_b0_run1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder / "nothing", DATALIST)
+        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder / "nothing", volume_pilot.split_datalists(volume_pilot.ROWS[volume_pilot.KEY], DATALIST))
     assert "no pilot volumes" in capsys.readouterr().err
 
 
 def test_a_row_with_other_training_volumes_prepares_and_trains_on_them_in_a_cache_of_its_own(cache, capsys):
     change = volume_pilot.ROWS["context-slices-2-zero-air-rician-correction-bm-wiener-pilot-with-itk-t1"]
-    training = volume_pilot.training_datalist(change, DATALIST)
+    datalists = volume_pilot.split_datalists(change, DATALIST)
+    training = datalists["training"]
     volumes = [Path(i["image"]).name for i in json.loads(Path(training).read_text())["training"]]
     assert "itk_kmeans_t1.nii.gz" in volumes and len(volumes) == 6  # the usual five and the T1 scan of one person
-    assert volume_pilot.training_datalist(volume_pilot.ROWS[volume_pilot.KEY], DATALIST) == DATALIST
+    assert datalists["validation"] == DATALIST  # validated as every row
+    assert volume_pilot.split_datalists(volume_pilot.ROWS[volume_pilot.KEY], DATALIST) == {"training": DATALIST, "validation": DATALIST}
     assert volume_pilot.cache_name(change) != volume_pilot.cache_name(change._replace(training_volumes=""))
     # its epochs over the six volumes' head slices and the usual rows' over the five train on as many slices: the same budget
     rows = ((training, change), (DATALIST, volume_pilot.ROWS[volume_pilot.KEY]))
@@ -245,7 +247,7 @@ def test_a_row_with_other_training_volumes_prepares_and_trains_on_them_in_a_cach
     assert abs(visits[training] / visits[DATALIST] - 1) < 0.01
     folder, _ = cache
     with pytest.raises(SystemExit):
-        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder, DATALIST, training)
+        volume_pilot.prepared_levels(argparse.ArgumentParser(), folder, datalists)
     assert "training/itk_kmeans_t1" in capsys.readouterr().err  # the T1 scan is wanted among the training volumes
 
 
